@@ -1,0 +1,206 @@
+package checkpoint
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/procfs"
+	"github.com/crbpf/crbpf/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	prGetTIDAddress = 40
+	numSignals      = 64
+	sigKill         = 9
+	sigStop         = 19
+)
+
+var le = binary.LittleEndian
+
+// scratch is a page mapped into the target to receive what injected calls
+// write (sigaction, stack_t, itimerval...). It is unmapped before the target
+// runs again.
+type scratch struct {
+	pid  int
+	addr uint64
+}
+
+func (s scratch) read(n int) ([]byte, error) {
+	buf := make([]byte, n)
+	got, err := ptrace.ReadMem(s.pid, s.addr, buf)
+	if err != nil {
+		return nil, err
+	}
+	if got != n {
+		return nil, fmt.Errorf("read scratch page: short read %d of %d", got, n)
+	}
+	return buf, nil
+}
+
+// collectInjected gathers the task state that only the task itself can
+// report, through calls injected into it. Precondition: called on the tracer
+// thread with the task stopped and all signals blocked.
+func collectInjected(in *ptrace.Injector, sc scratch, status *procfs.Status, t *image.Task, mm *image.MM) error {
+	pid := sc.pid
+	brk, err := in.Call("brk(0)", unix.SYS_BRK, 0)
+	if err != nil {
+		return err
+	}
+	mm.Brk = brk
+
+	handled := status.SigCgt | status.SigIgn
+	for sig := 1; sig <= numSignals; sig++ {
+		if sig == sigKill || sig == sigStop || handled&(1<<(sig-1)) == 0 {
+			continue
+		}
+		if _, err := in.Call(fmt.Sprintf("rt_sigaction(%d)", sig), unix.SYS_RT_SIGACTION, uint64(sig), 0, sc.addr, 8); err != nil {
+			return err
+		}
+		b, err := sc.read(32)
+		if err != nil {
+			return err
+		}
+		t.SigActions = append(t.SigActions, image.SigAction{Signo: sig, Handler: le.Uint64(b[0:]),
+			Flags: le.Uint64(b[8:]), Restorer: le.Uint64(b[16:]), Mask: le.Uint64(b[24:])})
+	}
+
+	if _, err := in.Call("sigaltstack", unix.SYS_SIGALTSTACK, 0, sc.addr); err != nil {
+		return err
+	}
+	b, err := sc.read(24)
+	if err != nil {
+		return err
+	}
+	t.SigAltStack = image.SigAltStack{SP: le.Uint64(b[0:]), Flags: int32(le.Uint32(b[8:])), Size: le.Uint64(b[16:])}
+
+	if _, err := in.Call("prctl(PR_GET_TID_ADDRESS)", unix.SYS_PRCTL, prGetTIDAddress, sc.addr); err != nil {
+		return err
+	}
+	if b, err = sc.read(8); err != nil {
+		return err
+	}
+	t.ClearTID = le.Uint64(b)
+
+	for which := 0; which < 3; which++ {
+		if _, err := in.Call(fmt.Sprintf("getitimer(%d)", which), unix.SYS_GETITIMER, uint64(which), sc.addr); err != nil {
+			return err
+		}
+		if b, err = sc.read(32); err != nil {
+			return err
+		}
+		tv := func(o int) int64 { return int64(le.Uint64(b[o:]))*1e9 + int64(le.Uint64(b[o+8:]))*1e3 }
+		it := image.ITimer{Which: which, Interval: tv(0), Value: tv(16)}
+		if it.Value != 0 {
+			t.ITimers = append(t.ITimers, it)
+		}
+	}
+
+	timers, err := procfs.ReadTimers(pid)
+	if err != nil {
+		return fmt.Errorf("read posix timers: %w", err)
+	}
+	for _, tm := range timers {
+		if _, err := in.Call(fmt.Sprintf("timer_gettime(%d)", tm.ID), unix.SYS_TIMER_GETTIME, uint64(tm.ID), sc.addr); err != nil {
+			return err
+		}
+		if b, err = sc.read(32); err != nil {
+			return err
+		}
+		ts := func(o int) int64 { return int64(le.Uint64(b[o:]))*1e9 + int64(le.Uint64(b[o+8:])) }
+		over, err := in.Call(fmt.Sprintf("timer_getoverrun(%d)", tm.ID), unix.SYS_TIMER_GETOVERRUN, uint64(tm.ID))
+		if err != nil {
+			return err
+		}
+		t.PosixTimers = append(t.PosixTimers, image.PosixTimer{ID: tm.ID, ClockID: tm.ClockID,
+			Notify: tm.SigevNotify(), Signo: tm.Signal, Value: tm.SigevValue, NotifyTID: int32(tm.NotifyTID),
+			Interval: ts(0), Remain: ts(16), Overrun: int32(over)})
+	}
+	return nil
+}
+
+// collectPtrace gathers what ptrace and plain syscalls report from outside.
+// Precondition: called on the tracer thread with the task stopped.
+func collectPtrace(task *ptrace.Task, t *image.Task) error {
+	xs, err := task.Regset(unix.NT_X86_XSTATE)
+	if err != nil {
+		return err
+	}
+	t.XState = xs
+	if t.Pending, err = pending(task, false); err != nil {
+		return err
+	}
+	if t.SharedPend, err = pending(task, true); err != nil {
+		return err
+	}
+	rc, err := task.Rseq()
+	if err != nil {
+		return err
+	}
+	if rc.Addr != 0 {
+		t.Rseq = &image.Rseq{Addr: rc.Addr, Len: rc.Size, Sig: rc.Sig}
+	}
+	var head, size uint64
+	_, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(task.TID), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&size)))
+	if e != 0 {
+		return fmt.Errorf("get_robust_list of %d: %w", task.TID, e)
+	}
+	t.RobustList = image.RobustList{Head: head, Len: size}
+	for res := 0; res < 16; res++ {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(task.TID, res, nil, &lim); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				break
+			}
+			return fmt.Errorf("prlimit %d of %d: %w", res, task.TID, err)
+		}
+		t.Rlimits = append(t.Rlimits, image.Rlimit{Resource: res, Cur: lim.Cur, Max: lim.Max})
+	}
+	return nil
+}
+
+func pending(task *ptrace.Task, shared bool) ([]image.Siginfo, error) {
+	raw, err := task.PendingSignals(shared)
+	if err != nil {
+		return nil, err
+	}
+	var out []image.Siginfo
+	for _, r := range raw {
+		out = append(out, image.Siginfo{Raw: r})
+	}
+	return out, nil
+}
+
+// fixRseq moves an instruction pointer that is inside the thread's current
+// rseq critical section to the section's abort handler, as the kernel would
+// on preemption; a new process would otherwise resume mid-section.
+func fixRseq(pid int, rs *image.Rseq, regs *unix.PtraceRegs) error {
+	if rs == nil {
+		return nil
+	}
+	var b [8]byte
+	if _, err := ptrace.ReadMem(pid, rs.Addr+8, b[:]); err != nil {
+		return fmt.Errorf("read rseq area: %w", err)
+	}
+	csPtr := le.Uint64(b[:])
+	if csPtr == 0 {
+		return nil
+	}
+	var cs [32]byte
+	if _, err := ptrace.ReadMem(pid, csPtr, cs[:]); err != nil {
+		return fmt.Errorf("read rseq critical section descriptor: %w", err)
+	}
+	start, postCommit, abort := le.Uint64(cs[8:]), le.Uint64(cs[16:]), le.Uint64(cs[24:])
+	if regs.Rip >= start && regs.Rip < start+postCommit {
+		regs.Rip = abort
+	}
+	return nil
+}
+
+// regsBytes serializes user_regs_struct as the NT_PRSTATUS regset does.
+func regsBytes(r unix.PtraceRegs) []byte {
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))...)
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/ptrace"
+	"github.com/crbpf/crbpf/restore"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+type restartOutput struct {
+	PID            int      `json:"pid"`
+	OriginalPID    int      `json:"original_pid"`
+	SamePID        bool     `json:"same_pid"`
+	CRID           uint64   `json:"crid"`
+	RestoreSeconds float64  `json:"restore_seconds"`
+	Warnings       []string `json:"warnings,omitempty"`
+}
+
+func newRestartCmd(g *globals) *cobra.Command {
+	var (
+		detach  bool
+		asJSON  bool
+		pidMode string
+	)
+	cmd := &cobra.Command{
+		Use:   "restart [flags] IMG",
+		Short: "Restart a process from an image",
+		Long: `Restores the process saved in IMG in a new process, where it left off.
+
+The image is verified first (checksums of metadata and every page). The
+original PID is reused when it is free; otherwise the process gets a new PID
+and crbpf says so (--pid strict refuses instead).
+
+Files are reopened by path with their flags and offsets. A terminal or pipe
+that the process had on fds 0-2 becomes crbpf's own stdin/stdout/stderr,
+like a shell job. The restored process is crbpf's child and in crbpf's
+process group.
+
+In the foreground (default) crbpf waits for the process, forwards SIGTERM to
+it (and SIGINT, SIGHUP, SIGQUIT unless crbpf is the terminal's foreground
+job, whose signals the process receives directly), and exits with its exit
+status, or 128+N if signal N killed it. --detach returns at once and prints
+the PID.`,
+		Example: `  crbpf restart ./crbpf-42
+  crbpf restart --detach --json ./crbpf-42
+  crbpf restart --pid strict ./crbpf-42`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			strict := false
+			switch pidMode {
+			case "auto":
+			case "strict":
+				strict = true
+			default:
+				return usageErr("--pid must be auto or strict, got %q", pidMode)
+			}
+			dir := args[0]
+			img, err := image.Load(dir)
+			if err != nil {
+				return err
+			}
+			if err := image.Verify(dir, img); err != nil {
+				return err
+			}
+			tr := ptrace.NewTracer()
+			defer tr.Close()
+			res, err := restore.Run(cmd.Context(), tr, restore.Options{
+				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(),
+				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
+			})
+			if err != nil {
+				if errors.Is(err, restore.ErrPIDTaken) {
+					return &exitError{code: exitFailure, err: err}
+				}
+				return err
+			}
+			for _, w := range res.Warnings {
+				g.progress("warning: %s", w)
+			}
+			out := restartOutput{PID: res.PID, OriginalPID: img.Header.PID, SamePID: res.SamePID,
+				CRID: img.Header.CRID, RestoreSeconds: res.Duration.Seconds(), Warnings: res.Warnings}
+			if detach {
+				if asJSON {
+					return g.printJSON(out)
+				}
+				fmt.Fprintln(g.stdout, res.PID)
+				return nil
+			}
+			if asJSON {
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else if g.verbose {
+				g.progress("restored crid %d as pid %d in %.1f ms", out.CRID, res.PID, out.RestoreSeconds*1e3)
+			}
+			code, err := waitForeground(res.PID)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				// The restored process's own status, silently, like a shell job.
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&detach, "detach", false, "return once restored, printing the PID")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	cmd.Flags().StringVar(&pidMode, "pid", "auto", "auto: reuse the original PID when free; strict: fail if it is taken")
+	return cmd
+}
+
+// waitForeground waits for the restored child, forwarding signals, and
+// returns the exit code crbpf should exit with.
+func waitForeground(pid int) (int, error) {
+	sigs := make(chan os.Signal, 8)
+	fwd := []os.Signal{syscall.SIGTERM}
+	if !terminalForeground() {
+		fwd = append(fwd, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	} else {
+		// The process is in our process group and gets the terminal's
+		// signals itself; crbpf must just survive them.
+		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	}
+	signal.Notify(sigs, fwd...)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				unix.Kill(pid, s.(syscall.Signal))
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer close(done)
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return exitFailure, fmt.Errorf("wait for restored pid %d: %w", pid, err)
+		}
+		switch {
+		case ws.Exited():
+			return ws.ExitStatus(), nil
+		case ws.Signaled():
+			return 128 + int(ws.Signal()), nil
+		}
+	}
+}
+
+// terminalForeground reports whether crbpf is the foreground job of its
+// controlling terminal (then terminal signals reach the restored process
+// directly, as it shares crbpf's process group).
+func terminalForeground() bool {
+	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	if err != nil {
+		return false
+	}
+	return pgrp == unix.Getpgrp()
+}
