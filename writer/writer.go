@@ -1,0 +1,328 @@
+package writer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crbpf/crbpf/image"
+)
+
+// ErrClosed is returned by WritePages and Commit after Commit or Abort.
+var ErrClosed = errors.New("image writer already committed or aborted")
+
+// writeBlock is the number of bytes WritePages scans and checksums before
+// writing them: small enough to still be in the CPU cache when the kernel
+// copies them, large enough that syscalls cost nothing.
+const writeBlock = 1 << 20
+
+// iovMax is the kernel's limit on iovecs per pwritev (UIO_MAXIOV).
+const iovMax = 1024
+
+type state int
+
+const (
+	stateOpen      state = iota
+	stateBroken          // a write or Commit failed: only Abort is useful
+	stateCommitted       // the image is at its final path
+	stateAborted         // the temporary directory is gone
+)
+
+// Writer writes one image directory. See the package documentation.
+type Writer struct {
+	dir   string   // final path
+	tmp   string   // temporary directory next to dir
+	pages *os.File // tmp/pages.crbpf, owned until Commit or Abort
+	size  uint64   // bytes written to pages (always page aligned)
+	state state
+	err   error // why the Writer is broken
+
+	iovs [][]byte // scratch for WritePages
+}
+
+// Create starts writing the image directory dir. dir must not exist; its
+// parent must. The data goes to a temporary directory next to dir until
+// Commit.
+func Create(dir string) (*Writer, error) {
+	if dir == "" {
+		return nil, errors.New("create image: empty path")
+	}
+	dir = filepath.Clean(dir)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, fmt.Errorf("create image %s: %w", dir, fs.ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("create image: %w", err)
+	}
+	parent, base := filepath.Split(dir)
+	if parent == "" {
+		parent = "."
+	}
+	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-") // mode 0700
+	if err != nil {
+		return nil, fmt.Errorf("create image %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(tmp, image.PagesFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("create image %s: %w", dir, err), os.RemoveAll(tmp))
+	}
+	return &Writer{dir: dir, tmp: tmp, pages: f}, nil
+}
+
+// Dir returns the final path of the image.
+func (w *Writer) Dir() string { return w.dir }
+
+// Pages returns the number of pages stored in the pages file so far.
+func (w *Writer) Pages() uint64 { return w.size / image.PageSize }
+
+// Bytes returns the number of bytes stored in the pages file so far.
+func (w *Writer) Bytes() uint64 { return w.size }
+
+// WritePages appends the pages in data, which start at address addr, to the
+// pages file and returns the runs describing them, with a CRC-32C per page,
+// sorted by address. addr must be page aligned and len(data) a multiple of
+// image.PageSize. With skipZero, pages that are all zero are not stored and
+// runs are split around them (restore leaves such pages as the kernel
+// provides them: zero for anonymous memory, so skip only there). data is
+// not retained.
+//
+// The returned runs belong to the caller; their CRC slices share one
+// allocation. After an error the Writer is broken: Commit fails, Abort
+// cleans up.
+func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.PageRun, error) {
+	if err := w.usable(); err != nil {
+		return nil, err
+	}
+	switch {
+	case addr%image.PageSize != 0:
+		return nil, fmt.Errorf("write pages at %#x: address not page aligned", addr)
+	case len(data)%image.PageSize != 0:
+		return nil, fmt.Errorf("write pages at %#x: length %d not a multiple of the page size", addr, len(data))
+	case uint64(len(data)) > -addr && addr != 0:
+		return nil, fmt.Errorf("write pages at %#x: %d bytes overflow the address space", addr, len(data))
+	}
+	n := len(data) / image.PageSize
+	if n == 0 {
+		return nil, nil
+	}
+
+	crcs := make([]uint32, 0, n) // never grows: run CRC slices may point into it
+	var runs []image.PageRun
+	for b := 0; b < n; b += writeBlock / image.PageSize {
+		e := min(b+writeBlock/image.PageSize, n)
+		blockOff := w.size
+		iovs := w.iovs[:0]
+		seg := -1 // first page of the current contiguous segment of data, -1: none
+		for i := b; i < e; i++ {
+			p := data[i*image.PageSize : (i+1)*image.PageSize]
+			if skipZero && isZero(p) {
+				if seg >= 0 {
+					iovs = append(iovs, data[seg*image.PageSize:i*image.PageSize])
+					seg = -1
+				}
+				continue
+			}
+			if seg < 0 {
+				seg = i
+			}
+			pageAddr := addr + uint64(i)*image.PageSize
+			if k := len(runs) - 1; k >= 0 && runs[k].End() == pageAddr && runs[k].DataEnd() == w.size {
+				runs[k].NPages++
+			} else {
+				runs = append(runs, image.PageRun{Addr: pageAddr, NPages: 1, DataOff: w.size})
+			}
+			crcs = append(crcs, image.PageCRC(p))
+			w.size += image.PageSize
+		}
+		if seg >= 0 {
+			iovs = append(iovs, data[seg*image.PageSize:e*image.PageSize])
+		}
+		err := pwritev(w.pages, iovs, int64(blockOff))
+		clear(iovs) // drop references to data
+		w.iovs = iovs[:0]
+		if err != nil {
+			w.state, w.err = stateBroken, err
+			return nil, fmt.Errorf("write pages at %#x to %s: %w", addr+uint64(b)*image.PageSize, w.pages.Name(), err)
+		}
+	}
+	k := uint64(0)
+	for i := range runs {
+		runs[i].CRC = crcs[k : k+runs[i].NPages : k+runs[i].NPages]
+		k += runs[i].NPages
+	}
+	return runs, nil
+}
+
+// zeroPage is compared against with bytes.Equal, which uses the widest
+// vector compares the CPU has and stops at the first difference.
+var zeroPage [image.PageSize]byte
+
+func isZero(p []byte) bool { return bytes.Equal(p, zeroPage[:]) }
+
+// pwritev writes iovs to f at off, retrying short writes and EINTR.
+func pwritev(f *os.File, iovs [][]byte, off int64) error {
+	if len(iovs) == 1 {
+		_, err := f.WriteAt(iovs[0], off)
+		return err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for len(iovs) > 0 {
+		batch := iovs[:min(len(iovs), iovMax)]
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Pwritev(int(fd), batch, off)
+			return werr != unix.EAGAIN
+		}); err != nil {
+			return err
+		}
+		switch {
+		case werr == unix.EINTR:
+			continue
+		case werr != nil:
+			return os.NewSyscallError("pwritev", werr)
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		off += int64(n)
+		for n > 0 {
+			if n >= len(iovs[0]) {
+				n -= len(iovs[0])
+				iovs = iovs[1:]
+			} else {
+				iovs[0] = iovs[0][n:]
+				n = 0
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Writer) usable() error {
+	switch w.state {
+	case stateBroken:
+		return fmt.Errorf("image %s: writer unusable after an earlier error: %w", w.dir, w.err)
+	case stateCommitted, stateAborted:
+		return fmt.Errorf("image %s: %w", w.dir, ErrClosed)
+	}
+	return nil
+}
+
+// Commit completes the image: it writes img as meta.crbpf (image.Encode
+// validates it first), fsyncs both files and the temporary directory,
+// renames the directory to the final path without replacing anything there,
+// and fsyncs the parent directory. img must only reference data written by
+// this Writer. img is not modified.
+//
+// If Commit fails before the rename, nothing is at the final path and the
+// Writer is broken: call Abort. If only the final fsync of the parent
+// fails, the image is in place but may not survive a power loss; Commit
+// reports that and Abort will not remove it.
+func (w *Writer) Commit(img *image.Image) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if err := w.commit(img); err != nil {
+		if w.state == stateOpen {
+			w.state, w.err = stateBroken, err
+		}
+		return err
+	}
+	return nil
+}
+
+func (w *Writer) commit(img *image.Image) error {
+	if end := img.DataEnd(); end > w.size {
+		return fmt.Errorf("commit image %s: page runs reference %s up to %#x, only %#x written", w.dir, image.PagesFile, end, w.size)
+	}
+	meta, err := os.OpenFile(filepath.Join(w.tmp, image.MetaFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	err = image.Encode(meta, img)
+	if err == nil {
+		err = meta.Sync()
+	}
+	if cerr := meta.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	err = w.pages.Sync()
+	if cerr := w.pages.Close(); err == nil {
+		err = cerr
+	}
+	w.pages = nil
+	if err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	if err := syncDir(w.tmp); err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	if err := renameNoReplace(w.tmp, w.dir); err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	w.state = stateCommitted
+	if err := syncDir(filepath.Dir(w.dir)); err != nil {
+		return fmt.Errorf("image %s is in place but may not survive a crash: %w", w.dir, err)
+	}
+	return nil
+}
+
+// Abort removes the temporary directory and everything in it. It is
+// idempotent and does nothing after a successful Commit.
+func (w *Writer) Abort() error {
+	switch w.state {
+	case stateCommitted, stateAborted:
+		return nil
+	}
+	if w.pages != nil {
+		w.pages.Close() // the data is being thrown away: a close error changes nothing
+		w.pages = nil
+	}
+	w.state = stateAborted
+	if err := os.RemoveAll(w.tmp); err != nil {
+		return fmt.Errorf("abort image %s: %w", w.dir, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// renameNoReplace renames the directory oldpath to newpath, failing with
+// EEXIST if newpath exists (a plain rename would replace an empty directory).
+func renameNoReplace(oldpath, newpath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		// File system without RENAME_NOREPLACE: check, then rename. The
+		// window between the two only matters if two writers race for
+		// one path; rename still refuses a non-empty directory.
+		if _, serr := os.Lstat(newpath); serr == nil {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: fs.ErrExist}
+		}
+		return os.Rename(oldpath, newpath)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,438 @@
+package writer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crbpf/crbpf/image"
+)
+
+const ps = image.PageSize
+
+// pattern returns n pages of non-zero data derived from seed.
+func pattern(n int, seed uint64) []byte {
+	b := make([]byte, n*ps)
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], seed*0x9e3779b97f4a7c15^uint64(i)|1)
+	}
+	return b
+}
+
+// testImage returns a valid image whose VMAs hold runs.
+func testImage(vmas ...image.VMA) *image.Image {
+	return &image.Image{
+		Header: image.Header{CRID: 1, Arch: "amd64", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		Task:   image.Task{Regs: make([]byte, image.AMD64RegsSize)},
+		VMAs:   vmas,
+	}
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestRoundTrip(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "ckpt-1")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+
+	heap := image.VMA{Start: 0x10000000, End: 0x10000000 + 600*ps, Prot: 3, Flags: 2, Kind: image.KindAnon, Name: "[heap]"}
+	stack := image.VMA{Start: 0x7ff000000000, End: 0x7ff000000000 + 8*ps, Prot: 3, Flags: 0x102, Kind: image.KindAnon, Name: "[stack]"}
+	// 600 pages: more than one writeBlock, so runs cross block boundaries.
+	heapData := pattern(600, 1)
+	stackData := pattern(8, 2)
+	var err2 error
+	if heap.Pages, err2 = w.WritePages(heap.Start, heapData, false); err2 != nil {
+		t.Fatal(err2)
+	}
+	if len(heap.Pages) != 1 || heap.Pages[0].NPages != 600 || heap.Pages[0].DataOff != 0 {
+		t.Fatalf("heap runs %+v, want one run of 600 pages at 0", heap.Pages)
+	}
+	if stack.Pages, err2 = w.WritePages(stack.Start, stackData, true); err2 != nil {
+		t.Fatal(err2)
+	}
+	if w.Pages() != 608 || w.Bytes() != 608*ps {
+		t.Errorf("Pages, Bytes = %d, %d; want 608, %d", w.Pages(), w.Bytes(), 608*ps)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("final dir exists before Commit: %v", err)
+	}
+	img := testImage(heap, stack)
+	if err := w.Commit(img); err != nil {
+		t.Fatal(err)
+	}
+	if names := listDir(t, parent); !reflect.DeepEqual(names, []string{"ckpt-1"}) {
+		t.Errorf("parent holds %q, want only the image", names)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("image dir: %v, mode %v; want 0700", err, fi.Mode())
+	}
+	got, err := image.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.VMAs, img.VMAs) {
+		t.Errorf("loaded VMAs differ:\n got %+v\nwant %+v", got.VMAs, img.VMAs)
+	}
+	if err := image.Verify(dir, got); err != nil {
+		t.Fatal(err)
+	}
+	pages, err := os.ReadFile(filepath.Join(dir, image.PagesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pages, append(heapData, stackData...)) {
+		t.Error("pages file does not hold the data in order")
+	}
+	if err := w.Abort(); err != nil {
+		t.Errorf("Abort after Commit: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("Abort after Commit removed the image: %v", err)
+	}
+	if _, err := w.WritePages(0, pattern(1, 1), false); !errors.Is(err, ErrClosed) {
+		t.Errorf("WritePages after Commit: %v, want ErrClosed", err)
+	}
+	if err := w.Commit(img); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Commit: %v, want ErrClosed", err)
+	}
+}
+
+func TestSkipZero(t *testing.T) {
+	// Layout of 10 pages, z = zero: D z z D D z D D D z
+	zero := map[int]bool{1: true, 2: true, 5: true, 9: true}
+	data := pattern(10, 3)
+	for i := range 10 {
+		if zero[i] {
+			clear(data[i*ps : (i+1)*ps])
+		}
+	}
+	data[7*ps+ps-1] = 0 // a page that is zero but for its last byte is stored
+	data[7*ps+ps-2] = 0
+	data[7*ps] = 0
+
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	// Something before, so data offsets do not start at 0.
+	if _, err := w.WritePages(0x1000, pattern(2, 9), false); err != nil {
+		t.Fatal(err)
+	}
+	const base = 0x400000
+	runs, err := w.WritePages(base, data, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ addr, n, off uint64 }{{base, 1, 2 * ps}, {base + 3*ps, 2, 3 * ps}, {base + 6*ps, 3, 5 * ps}}
+	if len(runs) != len(want) {
+		t.Fatalf("runs %+v, want %d runs", runs, len(want))
+	}
+	for i, r := range runs {
+		if r.Addr != want[i].addr || r.NPages != want[i].n || r.DataOff != want[i].off || uint64(len(r.CRC)) != r.NPages {
+			t.Errorf("run %d = {%#x %d %#x %d crcs}, want {%#x %d %#x}", i, r.Addr, r.NPages, r.DataOff, len(r.CRC), want[i].addr, want[i].n, want[i].off)
+		}
+		for p := range r.NPages {
+			pg := data[r.Addr-base+p*ps:][:ps]
+			if r.CRC[p] != image.PageCRC(pg) {
+				t.Errorf("run %d page %d: crc %#x, want %#x", i, p, r.CRC[p], image.PageCRC(pg))
+			}
+		}
+	}
+	if w.Pages() != 8 {
+		t.Errorf("Pages = %d, want 8 (2 + 6 non-zero)", w.Pages())
+	}
+	allZero, err := w.WritePages(0x800000, make([]byte, 4*ps), true)
+	if err != nil || len(allZero) != 0 {
+		t.Errorf("all-zero data: runs %+v, err %v; want none", allZero, err)
+	}
+	if runs, err := w.WritePages(0x900000, nil, true); err != nil || runs != nil {
+		t.Errorf("empty data: %+v, %v", runs, err)
+	}
+	if w.Pages() != 8 {
+		t.Errorf("Pages = %d after zero-only writes, want 8", w.Pages())
+	}
+}
+
+func TestWritePagesArguments(t *testing.T) {
+	w, err := Create(filepath.Join(t.TempDir(), "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	for _, tt := range []struct {
+		addr uint64
+		n    int
+		msg  string
+	}{
+		{0x1001, ps, "not page aligned"},
+		{0x1000, ps + 1, "not a multiple of the page size"},
+		{^uint64(0) - ps + 1, 2 * ps, "overflow the address space"},
+	} {
+		if _, err := w.WritePages(tt.addr, make([]byte, tt.n), false); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("WritePages(%#x, %d bytes): %v, want %q", tt.addr, tt.n, err, tt.msg)
+		}
+	}
+	// Argument errors do not break the Writer.
+	if _, err := w.WritePages(0x1000, pattern(1, 1), false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateExisting(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Create(dir); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Create(existing): %v, want ErrExist", err)
+	}
+	if _, err := Create(filepath.Join(dir, "no", "parent")); err == nil {
+		t.Fatal("Create without a parent succeeded")
+	}
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("failed Create left %q", names)
+	}
+}
+
+func TestCommitRaceKeepsExisting(t *testing.T) {
+	// Another writer (or anyone) creates the final path between Create and
+	// Commit: Commit must fail and not replace it, even an empty directory.
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(testImage()); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Commit over an existing directory: %v, want ErrExist", err)
+	}
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("existing directory changed: %q", names)
+	}
+	if err := w.Commit(testImage()); err == nil || !strings.Contains(err.Error(), "unusable") {
+		t.Errorf("Commit after a failed Commit: %v", err)
+	}
+}
+
+func TestCommitRejects(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		img  func(runs []image.PageRun) *image.Image
+		msg  string
+	}{
+		{"invalid image", func(runs []image.PageRun) *image.Image {
+			img := testImage()
+			img.Header.CRID = 0
+			return img
+		}, "checkpoint id is 0"},
+		{"data not written", func(runs []image.PageRun) *image.Image {
+			runs[0].DataOff += ps
+			return testImage(image.VMA{Start: 0x1000, End: 0x3000, Kind: image.KindAnon, Pages: runs})
+		}, "page runs reference pages.crbpf up to 0x2000, only 0x1000 written"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "img")
+			w, err := Create(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs, err := w.WritePages(0x1000, pattern(1, 1), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(tt.img(runs)); err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("Commit: %v, want %q", err, tt.msg)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("failed Commit left the final dir: %v", err)
+			}
+			if err := w.Abort(); err != nil {
+				t.Fatal(err)
+			}
+			if names := listDir(t, parent); len(names) != 0 {
+				t.Errorf("Abort left %q", names)
+			}
+		})
+	}
+}
+
+// committed writes an image with one anonymous VMA of n pages and returns
+// its directory and the image.
+func committed(t *testing.T, n int) (string, *image.Image) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	v := image.VMA{Start: 0x200000, End: 0x200000 + uint64(n)*ps, Prot: 3, Flags: 2, Kind: image.KindAnon}
+	if v.Pages, err = w.WritePages(v.Start, pattern(n, 5), false); err != nil {
+		t.Fatal(err)
+	}
+	img := testImage(v)
+	if err := w.Commit(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir, img
+}
+
+func TestVerifyFindsFlippedByte(t *testing.T) {
+	dir, _ := committed(t, 16)
+	f, err := os.OpenFile(filepath.Join(dir, image.PagesFile), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{0}
+	f.ReadAt(b, 5*ps+77)
+	b[0] ^= 0x10
+	if _, err := f.WriteAt(b, 5*ps+77); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	img, err := image.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = image.Verify(dir, img)
+	var pe *image.PageCRCError
+	if !errors.As(err, &pe) || pe.Addr != 0x200000+5*ps {
+		t.Fatalf("Verify: %v, want a *PageCRCError for page 0x205000", err)
+	}
+	if !strings.Contains(err.Error(), "vma 0 [0x200000-0x210000]: page 0x205000: crc32c") {
+		t.Errorf("error %q does not name the VMA and page", err)
+	}
+}
+
+func TestLoadTruncatedPages(t *testing.T) {
+	dir, _ := committed(t, 4)
+	if err := os.Truncate(filepath.Join(dir, image.PagesFile), 3*ps+100); err != nil {
+		t.Fatal(err)
+	}
+	_, err := image.Load(dir)
+	var te *image.TruncatedError
+	if !errors.As(err, &te) || !errors.Is(err, image.ErrTruncated) || te.Want != 4*ps || te.Got != 3*ps+100 {
+		t.Fatalf("Load: %v, want *TruncatedError (want %d, got %d)", err, 4*ps, 3*ps+100)
+	}
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	parent := t.TempDir()
+	w, err := Create(filepath.Join(parent, "img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WritePages(0x1000, pattern(3, 1), false); err != nil {
+		t.Fatal(err)
+	}
+	if names := listDir(t, parent); len(names) != 1 || !strings.HasPrefix(names[0], ".img.tmp-") {
+		t.Fatalf("while writing, parent holds %q, want one .img.tmp-* directory", names)
+	}
+	for range 2 {
+		if err := w.Abort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names := listDir(t, parent); len(names) != 0 {
+		t.Errorf("Abort left %q", names)
+	}
+	if _, err := w.WritePages(0x1000, pattern(1, 1), false); !errors.Is(err, ErrClosed) {
+		t.Errorf("WritePages after Abort: %v, want ErrClosed", err)
+	}
+}
+
+func TestDroppedWriterLeavesNoImage(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "img")
+	func() {
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WritePages(0x1000, pattern(3, 1), false); err != nil {
+			t.Fatal(err)
+		}
+		// Dropped: neither Commit nor Abort, as if the process died.
+	}()
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("final dir after a dropped Writer: %v", err)
+	}
+	if _, err := image.Load(dir); !errors.Is(err, image.ErrNotImage) {
+		t.Errorf("Load: %v, want ErrNotImage", err)
+	}
+}
+
+// TestKilledWriterLeavesNoImage kills a process (this test binary, re-run
+// as a helper) while it is writing pages, and checks that no directory
+// appears at the final path.
+func TestKilledWriterLeavesNoImage(t *testing.T) {
+	if dir := os.Getenv("CRBPF_WRITER_HELPER_DIR"); dir != "" {
+		w, err := Create(dir)
+		if err != nil {
+			os.Exit(2)
+		}
+		os.Stdout.WriteString("writing\n")
+		for addr := uint64(0x1000); ; addr += 64 * ps {
+			if _, err := w.WritePages(addr, pattern(64, addr), false); err != nil {
+				os.Exit(3)
+			}
+		}
+	}
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "img")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterLeavesNoImage$")
+	cmd.Env = append(os.Environ(), "CRBPF_WRITER_HELPER_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := out.Read(buf); err != nil || string(buf[:7]) != "writing" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper did not start writing: %q, %v", buf, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("final dir after a killed writer: %v", err)
+	}
+	names := listDir(t, parent)
+	if len(names) != 1 || !strings.HasPrefix(names[0], ".img.tmp-") {
+		t.Errorf("parent holds %q, want only the temporary directory", names)
+	}
+}
