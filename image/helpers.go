@@ -38,3 +38,22 @@ func (img *Image) DataEnd() uint64 {
 	}
 	return end
 }
+
+// AppendRuns appends runs to dst, merging each run into the last one when
+// it continues it both in memory and in the pages file (as the runs of
+// consecutive writer.WritePages calls for one mapping usually do). Fewer
+// runs mean fewer preads at restore. A merged run's CRC slice is a new
+// allocation; dst's other runs are not modified.
+func AppendRuns(dst []PageRun, runs ...PageRun) []PageRun {
+	for _, r := range runs {
+		if k := len(dst) - 1; k >= 0 && dst[k].End() == r.Addr && dst[k].DataEnd() == r.DataOff {
+			last := &dst[k]
+			crc := make([]uint32, 0, len(last.CRC)+len(r.CRC))
+			last.CRC = append(append(crc, last.CRC...), r.CRC...)
+			last.NPages += r.NPages
+			continue
+		}
+		dst = append(dst, r)
+	}
+	return dst
+}

@@ -2,6 +2,7 @@ package image
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,25 @@ func TestHelpers(t *testing.T) {
 	}
 	if (&Image{}).TotalPages() != 0 || (&Image{}).DataEnd() != 0 {
 		t.Error("empty image has pages")
+	}
+}
+
+func TestAppendRuns(t *testing.T) {
+	a := PageRun{Addr: 0x1000, NPages: 2, DataOff: 0, CRC: []uint32{1, 2}}
+	b := PageRun{Addr: 0x3000, NPages: 1, DataOff: 0x2000, CRC: []uint32{3}} // continues a
+	c := PageRun{Addr: 0x5000, NPages: 1, DataOff: 0x3000, CRC: []uint32{4}} // address gap
+	d := PageRun{Addr: 0x6000, NPages: 1, DataOff: 0x8000, CRC: []uint32{5}} // data gap
+	e := PageRun{Addr: 0x7000, NPages: 1, DataOff: 0x9000, CRC: []uint32{6}} // continues d
+	got := AppendRuns(AppendRuns(nil, a), b, c, d, e)
+	want := []PageRun{
+		{Addr: 0x1000, NPages: 3, DataOff: 0, CRC: []uint32{1, 2, 3}},
+		c,
+		{Addr: 0x6000, NPages: 2, DataOff: 0x8000, CRC: []uint32{5, 6}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("AppendRuns = %+v, want %+v", got, want)
+	}
+	if len(a.CRC) != 2 || a.NPages != 2 {
+		t.Errorf("AppendRuns modified its input run: %+v", a)
 	}
 }

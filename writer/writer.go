@@ -92,7 +92,8 @@ func (w *Writer) Bytes() uint64 { return w.size }
 // not retained.
 //
 // The returned runs belong to the caller; their CRC slices share one
-// allocation. After an error the Writer is broken: Commit fails, Abort
+// allocation. Runs never span calls: to keep one run per contiguous range
+// when a mapping is written in chunks, collect them with image.AppendRuns. After an error the Writer is broken: Commit fails, Abort
 // cleans up.
 func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.PageRun, error) {
 	if err := w.usable(); err != nil {
