@@ -121,7 +121,7 @@ restarts it from that image, in a new process, where it left off.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w\n%s", err, c.UsageString())}
 	})
-	root.AddCommand(newCheckpointCmd(g), newRestartCmd(g), newImagesCmd(g), newDemoCmd(g))
+	root.AddCommand(newCheckpointCmd(g), newRestartCmd(g), newImagesCmd(g), newCheckCmd(g), newDemoCmd(g))
 	return root
 }
 
