@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 	"unsafe"
@@ -35,7 +36,10 @@ type Options struct {
 	// Stdio are handed to the restored process for saved fds 0-2 that were
 	// a terminal or a pipe.
 	Stdio [3]*os.File
-	Log   *slog.Logger
+	// Inherit maps saved fds to files of the restarter that take their
+	// place, whatever the saved fd was.
+	Inherit map[int]*os.File
+	Log     *slog.Logger
 }
 
 // Result describes a restored process. It runs detached from ptrace and is
@@ -178,6 +182,8 @@ type restorer struct {
 	scratch  uint64 // code page; data page follows
 	warnings []string
 
+	inherited []int // saved fds replaced by Options.Inherit, in stub fd order from 4
+
 	stubPID int // the exec'd stub, while alive
 	pid     int // the process being restored
 	task    *ptrace.Task
@@ -217,7 +223,21 @@ func (r *restorer) run(ctx context.Context, stubFD int, pages *os.File) error {
 			files[i] = f.Fd()
 		}
 	}
-	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", stubFD), []string{r.img.Task.Comm},
+	// Files that replace saved fds (--map-fd) follow the page file, in
+	// ascending order of the saved fd they replace.
+	r.inherited = r.inherited[:0]
+	for _, fd := range sortedKeys(r.opts.Inherit) {
+		r.inherited = append(r.inherited, fd)
+		files = append(files, r.opts.Inherit[fd].Fd())
+	}
+	// The child execs the stub by its /proc/self/fd path after its fds
+	// were rearranged to `files`: the stub's fd number must lie above them.
+	execFD, err := unix.FcntlInt(uintptr(stubFD), unix.F_DUPFD_CLOEXEC, len(files))
+	if err != nil {
+		return fmt.Errorf("dup stub fd: %w", os.NewSyscallError("fcntl", err))
+	}
+	defer unix.Close(execFD)
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", execFD), []string{r.img.Task.Comm},
 		&syscall.ProcAttr{Files: files, Env: []string{}, Sys: &syscall.SysProcAttr{Ptrace: true}})
 	if err != nil {
 		return fmt.Errorf("start restore stub: %w", err)
@@ -518,6 +538,15 @@ func (r *restorer) fill(run image.PageRun) error {
 		addr, n, off = addr+got, n-got, off+got
 	}
 	return nil
+}
+
+func sortedKeys(m map[int]*os.File) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func u64bytes(v []uint64) []byte {

@@ -263,52 +263,61 @@ func (r *restorer) restorePending() error {
 }
 
 // restoreFiles rebuilds the fd table: the page file is closed, stdio fds
-// stay the restarter's, every other fd is reopened by path with its flags
-// and offset.
+// stay the restarter's, fds named in Options.Inherit become the given files,
+// every other fd is reopened by path with its flags and offset.
 func (r *restorer) restoreFiles() error {
 	if err := r.closeInChild(pagesFD); err != nil {
 		return err
 	}
-	saved := map[int]bool{}
+	saved := map[int]image.File{}
+	top := pagesFD + len(r.inherited)
 	for _, f := range r.img.Files {
-		saved[f.FD] = true
+		saved[f.FD] = f
+		top = max(top, f.FD)
+	}
+	// Move the inherited replacement files above every fd to be placed, so
+	// that placing one cannot close another.
+	moved := map[int]uint64{}
+	for i, fd := range r.inherited {
+		from := uint64(pagesFD + 1 + i)
+		to, err := r.call("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, from, unix.F_DUPFD_CLOEXEC, uint64(top+1))
+		if err != nil {
+			return err
+		}
+		if err := r.closeInChild(from); err != nil {
+			return err
+		}
+		moved[fd] = to
 	}
 	for fd := 0; fd <= 2; fd++ {
-		if !saved[fd] {
+		if _, ok := saved[fd]; !ok {
 			if err := r.closeInChild(uint64(fd)); err != nil {
 				return err
 			}
 		}
 	}
 	for _, f := range r.img.Files {
-		if f.Kind == image.FileStdio {
-			if !f.Cloexec {
-				continue
-			}
-			if _, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, uint64(f.FD), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		if src, ok := moved[f.FD]; ok {
+			if err := r.placeFD(src, f); err != nil {
 				return err
 			}
 			continue
 		}
-		flags := f.Flags &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_NOCTTY)
-		if f.Cloexec {
-			flags |= unix.O_CLOEXEC
+		if f.Kind == image.FileStdio {
+			if f.Cloexec {
+				if _, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, uint64(f.FD), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+					return err
+				}
+			}
+			continue
 		}
-		tmp, err := r.openInChild(f.Path, flags)
+		flags := f.Flags &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_NOCTTY)
+		tmp, err := r.openInChild(f.Path, flags|unix.O_CLOEXEC)
 		if err != nil {
 			return fmt.Errorf("fd %d: %w", f.FD, err)
 		}
-		if tmp != uint64(f.FD) {
-			dflags := uint64(0)
-			if f.Cloexec {
-				dflags = unix.O_CLOEXEC
-			}
-			if _, err := r.call(fmt.Sprintf("dup3(%d, %d)", tmp, f.FD), unix.SYS_DUP3, tmp, uint64(f.FD), dflags); err != nil {
-				return err
-			}
-			if err := r.closeInChild(tmp); err != nil {
-				return err
-			}
+		if err := r.placeFD(tmp, f); err != nil {
+			return err
 		}
 		if f.Kind == image.FileRegular && f.Pos != 0 {
 			if _, err := r.call(fmt.Sprintf("lseek(%d)", f.FD), unix.SYS_LSEEK, uint64(f.FD), uint64(f.Pos), unix.SEEK_SET); err != nil {
@@ -316,7 +325,36 @@ func (r *restorer) restoreFiles() error {
 			}
 		}
 	}
+	for fd, src := range moved {
+		if _, ok := saved[fd]; !ok {
+			// A replacement for an fd the image does not have: place it too.
+			if err := r.placeFD(src, image.File{FD: fd}); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// placeFD moves the child's fd src (opened close-on-exec) to f.FD with the
+// saved close-on-exec flag.
+func (r *restorer) placeFD(src uint64, f image.File) error {
+	dst := uint64(f.FD)
+	if src == dst {
+		if f.Cloexec {
+			return nil
+		}
+		_, err := r.call("fcntl(F_SETFD)", unix.SYS_FCNTL, dst, unix.F_SETFD, 0)
+		return err
+	}
+	dflags := uint64(0)
+	if f.Cloexec {
+		dflags = unix.O_CLOEXEC
+	}
+	if _, err := r.call(fmt.Sprintf("dup3(%d, %d)", src, dst), unix.SYS_DUP3, src, dst, dflags); err != nil {
+		return err
+	}
+	return r.closeInChild(src)
 }
 
 // finish unmaps the scratch pages with the last injected call and, at its

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/crbpf/crbpf/image"
@@ -28,6 +30,7 @@ func newRestartCmd(g *globals) *cobra.Command {
 		detach  bool
 		asJSON  bool
 		pidMode string
+		mapFDs  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "restart [flags] IMG",
@@ -40,7 +43,9 @@ and crbpf says so (--pid strict refuses instead).
 
 Files are reopened by path with their flags and offsets. A terminal or pipe
 that the process had on fds 0-2 becomes crbpf's own stdin/stdout/stderr,
-like a shell job. The restored process is crbpf's child and in crbpf's
+like a shell job. --map-fd SAVED=OURS hands crbpf's fd OURS to the process
+as its fd SAVED instead (e.g. --map-fd 1=2 sends its stdout to crbpf's
+stderr; --map-fd 7=0 gives it crbpf's stdin as fd 7). The restored process is crbpf's child and in crbpf's
 process group.
 
 In the foreground (default) crbpf waits for the process, forwards SIGTERM to
@@ -50,7 +55,8 @@ status, or 128+N if signal N killed it. --detach returns at once and prints
 the PID.`,
 		Example: `  crbpf restart ./crbpf-42
   crbpf restart --detach --json ./crbpf-42
-  crbpf restart --pid strict ./crbpf-42`,
+  crbpf restart --pid strict ./crbpf-42
+  crbpf restart --map-fd 1=2 ./crbpf-42 2>log.txt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			strict := false
@@ -60,6 +66,10 @@ the PID.`,
 				strict = true
 			default:
 				return usageErr("--pid must be auto or strict, got %q", pidMode)
+			}
+			inherit, err := parseMapFDs(mapFDs)
+			if err != nil {
+				return err
 			}
 			dir := args[0]
 			img, err := image.Load(dir)
@@ -73,7 +83,7 @@ the PID.`,
 			defer tr.Close()
 			res, err := restore.Run(cmd.Context(), tr, restore.Options{
 				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(),
-				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
+				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, Inherit: inherit,
 			})
 			if err != nil {
 				if errors.Is(err, restore.ErrPIDTaken) {
@@ -114,7 +124,26 @@ the PID.`,
 	cmd.Flags().BoolVar(&detach, "detach", false, "return once restored, printing the PID")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&pidMode, "pid", "auto", "auto: reuse the original PID when free; strict: fail if it is taken")
+	cmd.Flags().StringArrayVar(&mapFDs, "map-fd", nil, "SAVED=OURS: give the process crbpf's fd OURS as its fd SAVED instead of reopening it (repeatable)")
 	return cmd
+}
+
+// parseMapFDs parses --map-fd SAVED=OURS values.
+func parseMapFDs(vals []string) (map[int]*os.File, error) {
+	out := map[int]*os.File{}
+	for _, v := range vals {
+		saved, ours, ok := strings.Cut(v, "=")
+		s, err1 := strconv.Atoi(saved)
+		o, err2 := strconv.Atoi(ours)
+		if !ok || err1 != nil || err2 != nil || s < 0 || o < 0 {
+			return nil, usageErr("--map-fd wants SAVED=OURS with two fd numbers, got %q", v)
+		}
+		if _, err := unix.FcntlInt(uintptr(o), unix.F_GETFD, 0); err != nil {
+			return nil, usageErr("--map-fd %s: crbpf has no fd %d", v, o)
+		}
+		out[s] = os.NewFile(uintptr(o), fmt.Sprintf("fd %d", o))
+	}
+	return out, nil
 }
 
 // waitForeground waits for the restored child, forwarding signals, and
