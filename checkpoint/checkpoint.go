@@ -194,6 +194,9 @@ func (c *ckpt) frozen(ctx context.Context) (err error) {
 		return err
 	}
 	c.maskSaved = true
+	if err := c.rewindEINTR(); err != nil {
+		return err
+	}
 	if err := task.SetSigMask(^uint64(0)); err != nil {
 		return err
 	}
@@ -205,6 +208,30 @@ func (c *ckpt) frozen(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	return nil
+}
+
+// eintrOnInterrupt are syscalls that a ptrace interrupt ends with -EINTR
+// instead of a restart code: the kernel wakes them for the stop and they
+// do not ask to be restarted.
+var eintrOnInterrupt = map[uint64]bool{unix.SYS_RT_SIGTIMEDWAIT: true}
+
+// rewindEINTR makes such a call restart, as if crbpf had never stopped the
+// task, unless a signal the task does not block is pending: then the
+// -EINTR may be that signal's, and is left alone.
+func (c *ckpt) rewindEINTR() error {
+	r := &c.regs
+	if int64(r.Orig_rax) < 0 || !eintrOnInterrupt[r.Orig_rax] || int64(r.Rax) != -int64(unix.EINTR) {
+		return nil
+	}
+	st, err := procfs.ReadStatus(c.opts.PID)
+	if err != nil {
+		return err
+	}
+	if (st.SigPnd|st.ShdPnd)&^c.mask != 0 {
+		return nil
+	}
+	ptrace.MarkRestart(r)
 	return nil
 }
 

@@ -91,6 +91,12 @@ func (in *Injector) Call(name string, nr uint64, args ...uint64) (uint64, error)
 	return uint64(ret), nil
 }
 
+// MarkRestart makes a task stopped in a syscall look as if the call asked
+// to be restarted (-ERESTARTNOHAND), so that FixRestart issues it again.
+func MarkRestart(r *unix.PtraceRegs) {
+	r.Rax = ^uint64(restartnohand - 1)
+}
+
 // FixRestart applies to r what the kernel does for an interrupted syscall
 // that must be restarted when the task next returns to user space, and
 // clears orig_rax so that the kernel does not do it again.

@@ -21,7 +21,7 @@ commands that need it. Exits 4 when a feature a command requires is missing;
 features that only reduce telemetry do not change the exit code.`,
 		Example: `  crbpf check
   crbpf check --json`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			results := probe.All(cmd.Context())
 			var missing []string

@@ -43,7 +43,7 @@ the target is put back exactly as it was and keeps running.`,
 		Example: `  crbpf checkpoint 1234
   crbpf checkpoint -o /tmp/img --kill 1234
   crbpf checkpoint --json 1234 | jq .crid`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pid, err := strconv.Atoi(args[0])
 			if err != nil || pid <= 0 {

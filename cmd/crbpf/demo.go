@@ -37,7 +37,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 temporary image, restarts it from the image, and shows that it continued from
 the next number. Needs root (ptrace) and python3. Leaves nothing behind.`,
 		Example: `  sudo crbpf demo`,
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			py, err := exec.LookPath("python3")
 			if err != nil {

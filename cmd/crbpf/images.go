@@ -89,7 +89,7 @@ open files and how the checkpoint went. It checks the metadata checksum but
 not the pages (see "images verify").`,
 		Example: `  crbpf images show ./crbpf-42
   crbpf images show --json ./crbpf-42 | jq .header.crid`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := image.Load(args[0])
 			if err != nil {
@@ -140,7 +140,7 @@ func newImagesVerifyCmd(g *globals) *cobra.Command {
 		Long: `Checks the metadata checksum and structure and the CRC-32C of every stored
 page. Exits 0 when the image is intact, 7 naming the first bad part otherwise.`,
 		Example: `  crbpf images verify ./crbpf-42`,
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := image.Load(args[0])
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/crbpf/crbpf/checkpoint"
@@ -89,9 +90,9 @@ func (g *globals) counter() (*crid.Counter, error) {
 }
 
 func (g *globals) printJSON(v any) error {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	// One line: with restart --detach the restored process may write to
+	// the same stdout right after it.
+	return json.NewEncoder(g.stdout).Encode(v)
 }
 
 func (g *globals) progress(format string, args ...any) {
@@ -133,6 +134,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
+		return exitUsage
 	case errors.Is(err, checkpoint.ErrTargetGone):
 		return exitTargetGone
 	case errors.Is(err, checkpoint.ErrPermission):
@@ -152,6 +155,16 @@ func isImageError(err error) bool {
 		}
 	}
 	return false
+}
+
+// exactArgs is cobra.ExactArgs with the usage exit code.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageErr("%v\nusage: %s", err, cmd.UseLine())
+		}
+		return nil
+	}
 }
 
 // usageErr marks an argument error.

@@ -57,7 +57,7 @@ the PID.`,
   crbpf restart --detach --json ./crbpf-42
   crbpf restart --pid strict ./crbpf-42
   crbpf restart --map-fd 1=2 ./crbpf-42 2>log.txt`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			strict := false
 			switch pidMode {

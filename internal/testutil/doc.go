@@ -19,8 +19,9 @@
 //   - Leaks: BecomeSubreaper makes the test binary the reaper of orphaned
 //     descendants, so a process that a crbpf command leaves behind becomes
 //     the test binary's child; RunCmd fails a test that leaves one, and
-//     CheckLeaks (for TestMain) fails the run if any child process, a process
-//     in ptrace-stop or a pipe or pidfd is left at the end.
+//     TakeBaseline and Baseline.Check (for TestMain) fail the run if any
+//     child process, a process in ptrace-stop or a new pipe or pidfd is left
+//     at the end.
 //
 // Invariants: every process started here is killed and reaped before its
 // test ends; timeouts are safety nets against hangs (tens of seconds), never

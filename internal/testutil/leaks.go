@@ -22,7 +22,26 @@ var registry struct {
 	pids map[int]string
 }
 
+var cloexecOnce sync.Once
+
+// closeInheritedOnExec marks every fd >= 3 of the test binary close-on-exec.
+// Go opens its own files that way, but fds the test binary inherited (from
+// go test, a CI runner or a shell) are not, and os/exec would pass them on
+// to every target: a target must start with exactly fds 0-2.
+func closeInheritedOnExec() {
+	fds, err := Fds(os.Getpid())
+	if err != nil {
+		return
+	}
+	for fd := range fds {
+		if fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
 func startRegistered(cmd *exec.Cmd, name string) error {
+	cloexecOnce.Do(closeInheritedOnExec)
 	registry.Lock()
 	defer registry.Unlock()
 	if err := cmd.Start(); err != nil {
@@ -115,11 +134,23 @@ func BecomeSubreaper() error {
 	return nil
 }
 
-// CheckLeaks is for TestMain after m.Run: it fails (and kills what it
-// finds) if any child process of the test binary is still alive, if any
-// process below it is in ptrace-stop, or if the test binary still holds a
-// pipe or pidfd.
-func CheckLeaks() error {
+// Baseline is what the test binary held before the tests ran.
+type Baseline struct {
+	fds map[int]string
+}
+
+// TakeBaseline records the test binary's open files; call it in TestMain
+// before m.Run and Check after.
+func TakeBaseline() *Baseline {
+	fds, _ := Fds(os.Getpid())
+	return &Baseline{fds: fds}
+}
+
+// Check fails (and kills what it finds) if any child process of the test
+// binary is still alive, if any process below it is in ptrace-stop, or if
+// the test binary holds a pipe or pidfd that it did not hold at the
+// baseline.
+func (b *Baseline) Check() error {
 	var errs []error
 	reapOrphanZombies()
 	self := os.Getpid()
@@ -143,6 +174,9 @@ func CheckLeaks() error {
 	if fds, err := Fds(self); err == nil {
 		var leaked []string
 		for fd, link := range fds {
+			if b.fds[fd] == link {
+				continue
+			}
 			if strings.HasPrefix(link, "pipe:") || link == "anon_inode:[pidfd]" {
 				leaked = append(leaked, fmt.Sprintf("fd %d -> %s", fd, link))
 			}

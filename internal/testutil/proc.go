@@ -216,27 +216,38 @@ func SyscallNr(pid int) (nr int, ok bool) {
 	return n, true
 }
 
-// WaitBlocked waits until pid sleeps (state S) inside a system call and
+// BlockedIn waits until pid sleeps (state S) inside a system call and
 // returns that call's number. If wantNr >= 0 it waits for that call.
-func WaitBlocked(t testing.TB, pid, wantNr int, timeout time.Duration) int {
-	t.Helper()
+func BlockedIn(pid, wantNr int, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
-	last := "no state"
 	for {
 		st, err := ReadStat(pid)
 		if err != nil {
-			t.Fatalf("pid %d: %v", pid, err)
+			return 0, fmt.Errorf("pid %d is gone while waiting for it to block in a system call: %w", pid, err)
+		}
+		if st.State == 'Z' || st.State == 'X' {
+			return 0, fmt.Errorf("pid %d exited while waiting for it to block in a system call", pid)
 		}
 		nr, ok := SyscallNr(pid)
 		if st.State == 'S' && ok && (wantNr < 0 || nr == wantNr) {
-			return nr
+			return nr, nil
 		}
-		last = fmt.Sprintf("state %c, syscall %d (in a syscall: %v)", st.State, nr, ok)
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d did not block in syscall %d within %v: %s", pid, wantNr, timeout, last)
+			return 0, fmt.Errorf("pid %d did not block in system call %d within %v: state %c, syscall %d (in one: %v)",
+				pid, wantNr, timeout, st.State, nr, ok)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// WaitBlocked is BlockedIn that fails the test on error.
+func WaitBlocked(t testing.TB, pid, wantNr int, timeout time.Duration) int {
+	t.Helper()
+	nr, err := BlockedIn(pid, wantNr, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nr
 }
 
 // Fds returns fd number -> link target for pid.
