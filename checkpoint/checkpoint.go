@@ -81,7 +81,12 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		}
 	}()
 
-	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log}
+	// Allocate the image's space while the target still runs: on tmpfs and
+	// on VMs, allocating pages costs more than copying them.
+	if err := w.Reserve(tgt.status.RssAnon + tgt.status.RssShmem); err != nil {
+		return nil, err
+	}
+	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log, bufs: dumpBuffers()}
 	if err := tr.Do(func() error { return c.frozen(ctx) }); err != nil {
 		return nil, err
 	}
@@ -147,6 +152,7 @@ func gone(pid int, err error) error {
 type ckpt struct {
 	opts     Options
 	crid     uint64
+	bufs     [2][]byte // copy buffers, prepared before the freeze
 	tgt      *target
 	w        *writer.Writer
 	log      *slog.Logger
@@ -314,15 +320,18 @@ func (c *ckpt) collect(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d, err := newMemDumper(pid, c.w)
+	d, err := newMemDumper(pid, c.w, c.bufs)
 	if err != nil {
 		return err
 	}
+	t0 := time.Now()
 	err = d.dump(img.VMAs)
 	d.Close()
 	if err != nil {
 		return err
 	}
+	c.log.Debug("memory dumped", "pages", c.w.Pages(), "bytes", c.w.Bytes(), "duration", time.Since(t0),
+		"since_stop", time.Since(c.stoppedAt))
 	saved := c.regs
 	if err := fixRseq(pid, img.Task.Rseq, &saved); err != nil {
 		return err

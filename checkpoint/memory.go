@@ -23,11 +23,30 @@ type memDumper struct {
 	w       *writer.Writer
 	pagemap *os.File
 	mem     *os.File // /proc/PID/mem, for mappings process_vm_readv cannot read
-	buf     []byte
 	pm      []procfs.PagemapEntry
+
+	// Reading the next chunk overlaps with writing the previous one: two
+	// buffers, at most one write in flight (so runs stay in order).
+	bufs     [2][]byte
+	cur      int
+	inflight chan error
 }
 
-func newMemDumper(pid int, w *writer.Writer) (*memDumper, error) {
+// dumpBuffers allocates the copy buffers and touches every page of them:
+// done before the target is stopped, so that the first touch of fresh
+// memory (slow on VMs) is not paid while it is frozen.
+func dumpBuffers() [2][]byte {
+	var b [2][]byte
+	for i := range b {
+		b[i] = make([]byte, chunkSize)
+		for j := 0; j < len(b[i]); j += image.PageSize {
+			b[i][j] = 1
+		}
+	}
+	return b
+}
+
+func newMemDumper(pid int, w *writer.Writer, bufs [2][]byte) (*memDumper, error) {
 	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, fmt.Errorf("open pagemap: %w", err)
@@ -37,12 +56,24 @@ func newMemDumper(pid int, w *writer.Writer) (*memDumper, error) {
 		pm.Close()
 		return nil, fmt.Errorf("open memory: %w", err)
 	}
-	return &memDumper{pid: pid, w: w, pagemap: pm, mem: mem, buf: make([]byte, chunkSize)}, nil
+	return &memDumper{pid: pid, w: w, pagemap: pm, mem: mem, bufs: bufs}, nil
 }
 
+// Close waits for a write still in flight and closes the files.
 func (d *memDumper) Close() error {
+	d.flush()
 	d.mem.Close()
 	return d.pagemap.Close()
+}
+
+// flush waits for the write in flight, if any.
+func (d *memDumper) flush() error {
+	if d.inflight == nil {
+		return nil
+	}
+	err := <-d.inflight
+	d.inflight = nil
+	return err
 }
 
 // dump saves the pages of every VMA that restart cannot get elsewhere and
@@ -89,7 +120,7 @@ func (d *memDumper) dump(vmas []image.VMA) error {
 			}
 		}
 	}
-	return nil
+	return d.flush()
 }
 
 func (d *memDumper) selectPages(v *image.VMA, keep func(procfs.PagemapEntry) bool) ([]pageRange, error) {
@@ -121,7 +152,7 @@ func (d *memDumper) copyRange(v *image.VMA, r pageRange, skipZero bool) error {
 	readable := v.Prot&0x1 != 0
 	for addr := r.start; addr < r.end; {
 		n := min(r.end-addr, chunkSize)
-		buf := d.buf[:n]
+		buf := d.bufs[d.cur][:n]
 		var got int
 		var err error
 		if readable {
@@ -135,11 +166,17 @@ func (d *memDumper) copyRange(v *image.VMA, r pageRange, skipZero bool) error {
 		if uint64(got) != n {
 			return fmt.Errorf("read %s %#x-%#x: short read of %d bytes", v.Name, addr, addr+n, got)
 		}
-		runs, err := d.w.WritePages(addr, buf, skipZero)
-		if err != nil {
+		if err := d.flush(); err != nil {
 			return err
 		}
-		v.Pages = append(v.Pages, runs...)
+		done := make(chan error, 1)
+		d.inflight = done
+		go func(addr uint64) {
+			runs, err := d.w.WritePages(addr, buf, skipZero)
+			v.Pages = image.AppendRuns(v.Pages, runs...)
+			done <- err
+		}(addr)
+		d.cur ^= 1
 		addr += n
 	}
 	return nil

@@ -31,6 +31,10 @@ type Status struct {
 	SigPnd, ShdPnd, SigBlk, SigIgn, SigCgt uint64 // bit N-1 is signal N
 	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
 
+	// RssAnon and RssShmem are resident anonymous and shared-memory bytes
+	// (0 for kernel threads, which print no memory lines).
+	RssAnon, RssShmem uint64
+
 	NoNewPrivs     int
 	Seccomp        int // SECCOMP_MODE_*; 0 also when the kernel lacks seccomp
 	SeccompFilters int
@@ -155,6 +159,17 @@ func ParseStatus(b []byte) (*Status, error) {
 			s.CapBnd = p.uint(key, val, 16, 64)
 		case "CapAmb":
 			s.CapAmb = p.uint(key, val, 16, 64)
+		case "RssAnon", "RssShmem":
+			kb, ok := strings.CutSuffix(val, " kB")
+			if !ok {
+				return fmt.Errorf("line %d: %s %q not in kB", n, key, val)
+			}
+			v := p.uint(key, strings.TrimSpace(kb), 10, 54) * 1024
+			if key == "RssAnon" {
+				s.RssAnon = v
+			} else {
+				s.RssShmem = v
+			}
 		case "NoNewPrivs":
 			s.NoNewPrivs = int(p.int(key, val, 10, 32))
 		case "Seccomp":

@@ -36,6 +36,9 @@ type Options struct {
 	// Stdio are handed to the restored process for saved fds 0-2 that were
 	// a terminal or a pipe.
 	Stdio [3]*os.File
+	// Verify checks every page's checksum while the process is rebuilt
+	// (on another CPU), before it is allowed to run.
+	Verify bool
 	// Inherit maps saved fds to files of the restarter that take their
 	// place, whatever the saved fd was.
 	Inherit map[int]*os.File
@@ -85,6 +88,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, fmt.Errorf("become child subreaper: %w", os.NewSyscallError("prctl", err))
 	}
 	r := &restorer{img: img, opts: o, stubBase: stubBase, scratch: scratch, log: o.Log}
+	if o.Verify {
+		r.verified = make(chan error, 1)
+		go func() { r.verified <- image.Verify(o.Dir, img) }()
+	}
 	err = tr.Do(func() error {
 		err := r.run(ctx, stub, pages)
 		if err != nil {
@@ -182,7 +189,9 @@ type restorer struct {
 	scratch  uint64 // code page; data page follows
 	warnings []string
 
-	inherited []int // saved fds replaced by Options.Inherit, in stub fd order from 4
+	inherited  []int      // saved fds replaced by Options.Inherit, in stub fd order from 4
+	noPopulate bool       // MADV_POPULATE_WRITE is not available
+	verified   chan error // result of the concurrent image.Verify, if asked
 
 	stubPID int // the exec'd stub, while alive
 	pid     int // the process being restored
@@ -452,6 +461,10 @@ func (r *restorer) closeInChild(fd uint64) error {
 
 const pagesFD = 3 // the image's page file, inherited by the stub
 
+// populateMin is the run length from which pages are prefaulted before
+// they are filled.
+const populateMin = 16
+
 // atFDCWD is AT_FDCWD (-100) as a syscall argument.
 const atFDCWD = ^uint64(99)
 
@@ -527,6 +540,18 @@ func (r *restorer) restoreMemory() error {
 // fill reads one page run from the image straight into the process.
 func (r *restorer) fill(run image.PageRun) error {
 	addr, n, off := run.Addr, run.NPages*image.PageSize, run.DataOff
+	if run.NPages >= populateMin && !r.noPopulate {
+		// Allocating fresh pages dominates a large restore; faulting them
+		// in one madvise is about twice as fast as letting pread fault
+		// each page from copy_to_user (measured on this project's VMs).
+		ret, err := r.in.Syscall(unix.SYS_MADVISE, addr, n, unix.MADV_POPULATE_WRITE)
+		if err != nil {
+			return err
+		}
+		if ret == -int64(unix.EINVAL) {
+			r.noPopulate = true // kernel older than 5.14: fall back to faulting in pread
+		}
+	}
 	for n > 0 {
 		got, err := r.call(fmt.Sprintf("pread64 %#x", addr), unix.SYS_PREAD64, pagesFD, addr, n, off)
 		if err != nil {

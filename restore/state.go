@@ -368,6 +368,11 @@ func (r *restorer) finish() error {
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&regs)), unsafe.Sizeof(regs)), t.Regs)
 	regs.Orig_rax = ^uint64(0)
+	if r.verified != nil {
+		if err := <-r.verified; err != nil {
+			return err
+		}
+	}
 	if _, err := r.call("munmap scratch", unix.SYS_MUNMAP, r.scratch, 2*image.PageSize); err != nil {
 		return err
 	}

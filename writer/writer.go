@@ -40,8 +40,12 @@ type Writer struct {
 	tmp   string   // temporary directory next to dir
 	pages *os.File // tmp/pages.crbpf, owned until Commit or Abort
 	size  uint64   // bytes written to pages (always page aligned)
-	state state
-	err   error // why the Writer is broken
+	// reserved is the end of the space allocated ahead with Reserve
+	// (beyond size, the file's length is unchanged).
+	reserved   uint64
+	zeroFilled bool // the reservation was written (the file is longer than size)
+	state      state
+	err        error // why the Writer is broken
 
 	iovs [][]byte // scratch for WritePages
 }
@@ -76,6 +80,50 @@ func Create(dir string) (*Writer, error) {
 
 // Dir returns the final path of the image.
 func (w *Writer) Dir() string { return w.dir }
+
+// Reserve prepares n more bytes of the pages file ahead of the writes, so
+// that allocating file pages — slow on tmpfs and on many VMs, where the
+// first touch of a page costs far more than copying into it — happens
+// before the target is stopped rather than while it is frozen. On tmpfs the
+// space is written with zeros (allocating is not enough: the first write
+// to each page is the slow part); elsewhere it is fallocated, keeping the
+// file's size. Commit releases what the data did not use. A filesystem
+// without fallocate is not an error: writes then allocate as they go.
+func (w *Writer) Reserve(n uint64) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	n = (n + image.PageSize - 1) &^ (image.PageSize - 1)
+	if n == 0 {
+		return nil
+	}
+	start := max(w.size, w.reserved)
+	fd := int(w.pages.Fd())
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return fmt.Errorf("reserve space for image %s: %w", w.dir, os.NewSyscallError("fstatfs", err))
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		zero := make([]byte, writeBlock)
+		for off := start; off < start+n; off += writeBlock {
+			chunk := zero[:min(writeBlock, start+n-off)]
+			if _, err := w.pages.WriteAt(chunk, int64(off)); err != nil {
+				return fmt.Errorf("reserve space for image %s: %w", w.dir, err)
+			}
+		}
+		w.reserved, w.zeroFilled = start+n, true
+		return nil
+	}
+	err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, int64(start), int64(n))
+	switch {
+	case err == nil:
+		w.reserved = start + n
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+	default:
+		return fmt.Errorf("reserve space for image %s: %w", w.dir, os.NewSyscallError("fallocate", err))
+	}
+	return nil
+}
 
 // Pages returns the number of pages stored in the pages file so far.
 func (w *Writer) Pages() uint64 { return w.size / image.PageSize }
@@ -257,6 +305,19 @@ func (w *Writer) commit(img *image.Image) error {
 	}
 	if err != nil {
 		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	if w.reserved > w.size {
+		// Give back what Reserve prepared beyond the data.
+		var err error
+		if w.zeroFilled {
+			err = w.pages.Truncate(int64(w.size))
+		} else {
+			err = unix.Fallocate(int(w.pages.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
+				int64(w.size), int64(w.reserved-w.size))
+		}
+		if err != nil {
+			return fmt.Errorf("commit image %s: release reserved space: %w", w.dir, err)
+		}
 	}
 	err = w.pages.Sync()
 	if cerr := w.pages.Close(); err == nil {

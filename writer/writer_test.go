@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -434,5 +435,46 @@ func TestKilledWriterLeavesNoImage(t *testing.T) {
 	names := listDir(t, parent)
 	if len(names) != 1 || !strings.HasPrefix(names[0], ".img.tmp-") {
 		t.Errorf("parent holds %q, want only the temporary directory", names)
+	}
+}
+
+// TestReserve prepares more and less space than the data needs, on the
+// test's temp dir and on tmpfs (where Reserve writes zeros): the committed
+// pages file holds exactly the data either way.
+func TestReserve(t *testing.T) {
+	parents := map[string]string{"tempdir": t.TempDir()}
+	if shm, err := os.MkdirTemp("/dev/shm", "crbpf-writer-"); err == nil {
+		t.Cleanup(func() { os.RemoveAll(shm) })
+		parents["tmpfs"] = shm
+	}
+	for name, parent := range parents {
+		for _, reserve := range []uint64{0, 3 * ps, 40*ps + 5, 400 * ps} {
+			t.Run(fmt.Sprintf("%s/%d", name, reserve), func(t *testing.T) {
+				dir := filepath.Join(parent, fmt.Sprintf("img-%d", reserve))
+				w, err := Create(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Abort()
+				if err := w.Reserve(reserve); err != nil {
+					t.Fatal(err)
+				}
+				v := image.VMA{Start: 0x10000000, End: 0x10000000 + 40*ps, Prot: 3, Flags: 2, Kind: image.KindAnon}
+				data := pattern(40, 7)
+				if v.Pages, err = w.WritePages(v.Start, data, false); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Commit(testImage(v)); err != nil {
+					t.Fatal(err)
+				}
+				pages, err := os.ReadFile(filepath.Join(dir, image.PagesFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(pages, data) {
+					t.Errorf("pages file has %d bytes, want exactly the %d data bytes", len(pages), len(data))
+				}
+			})
+		}
 	}
 }

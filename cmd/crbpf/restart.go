@@ -76,13 +76,10 @@ the PID.`,
 			if err != nil {
 				return err
 			}
-			if err := image.Verify(dir, img); err != nil {
-				return err
-			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
 			res, err := restore.Run(cmd.Context(), tr, restore.Options{
-				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(),
+				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(), Verify: true,
 				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, Inherit: inherit,
 			})
 			if err != nil {
