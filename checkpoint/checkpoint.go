@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,25 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/crbpf/crbpf/dirty"
 	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/precopy"
 	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/crbpf/crbpf/writer"
 	"golang.org/x/sys/unix"
 )
+
+// Auto asks for pre-copy where the kernel can track writes, with up to
+// AutoRounds rounds ended by the downtime budget, and a full freeze
+// elsewhere.
+const (
+	Auto       = -1
+	AutoRounds = 6
+)
+
+// DefaultMaxDowntime is the freeze that pre-copy aims for.
+const DefaultMaxDowntime = 10 * time.Millisecond
 
 // Options says what to checkpoint and where.
 type Options struct {
@@ -28,6 +40,28 @@ type Options struct {
 	Kill    bool   // end the target once the image is complete
 	Version string // crbpf version recorded in the header
 	Log     *slog.Logger
+
+	// Precopy is the maximum number of copy rounds while the target runs
+	// before the final freeze: 0 copies everything while frozen, Auto
+	// decides.
+	Precopy int
+	// MaxDowntime ends pre-copy once the final round is predicted to fit.
+	MaxDowntime time.Duration
+	// Progress, if set, is called after each pre-copy round.
+	Progress func(Round)
+}
+
+// Round describes one pre-copy round.
+type Round struct {
+	Index      int
+	DirtyPages uint64 // pages reported written since the previous round
+	NewPages   uint64 // pages of mappings seen for the first time (copied whole)
+	Pages      uint64 // pages read
+	Bytes      uint64
+	Duration   time.Duration
+	// PredictedFreeze is the time the final copy would take if pre-copy
+	// stopped after this round (0 when no estimate is possible yet).
+	PredictedFreeze time.Duration
 }
 
 // Result describes a completed checkpoint.
@@ -35,20 +69,31 @@ type Result struct {
 	CRID   uint64
 	Image  string
 	PID    int
-	Freeze time.Duration // target stopped (the downtime)
+	Freeze time.Duration // target stopped for the final copy (the downtime)
 	Total  time.Duration
 	Pages  uint64
 	Bytes  uint64
 	Killed bool
+	// Mode is "precopy" or "full-freeze"; ModeReason says why when it is not
+	// what was asked for.
+	Mode       string
+	ModeReason string
+	Rounds     []Round
+	StopReason string
+	// FinalDirtyPages were copied while frozen.
+	FinalDirtyPages uint64
 	// Warnings are things that were saved with reduced fidelity.
 	Warnings []string
 }
 
-// Run takes a full-freeze checkpoint. See the package doc for the safety
-// rules it follows.
+// Run takes a checkpoint. See the package doc for the safety rules it
+// follows.
 func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxDowntime <= 0 {
+		o.MaxDowntime = DefaultMaxDowntime
 	}
 	start := time.Now()
 	tgt, err := inspect(o.PID)
@@ -80,34 +125,91 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			w.Abort()
 		}
 	}()
-
-	// Allocate the image's space while the target still runs: on tmpfs and
-	// on VMs, allocating pages costs more than copying them.
+	// Allocate the image's space and the copy buffers while the target
+	// still runs: on tmpfs and on VMs, first touching memory costs more
+	// than copying into it.
 	if err := w.Reserve(tgt.status.RssAnon + tgt.status.RssShmem); err != nil {
 		return nil, err
 	}
-	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log, bufs: dumpBuffers()}
-	if err := tr.Do(func() error { return c.frozen(ctx) }); err != nil {
+	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log}
+	res := &Result{CRID: id, Image: o.Dir, PID: o.PID, Mode: "full-freeze"}
+
+	var tracker *uffdTracker
+	if o.Precopy != 0 {
+		err := tr.Do(func() error {
+			s, err := stop(o.PID)
+			if err != nil {
+				return err
+			}
+			c.restartOf = interruptedCall(s.regs)
+			tracker, err = armTracking(s)
+			return errors.Join(err, s.resume())
+		})
+		switch {
+		case err == nil:
+			res.Mode = "precopy"
+		case errors.Is(err, dirty.ErrNotSupported) && o.Precopy == Auto:
+			res.ModeReason = "the kernel cannot track writes (" + err.Error() + ")"
+			tracker.Close()
+			tracker = nil
+		default:
+			tracker.Close()
+			return nil, fmt.Errorf("arm write tracking for pid %d: %w", o.PID, err)
+		}
+	}
+	// Closing the tracker removes every protection from the target: on
+	// every path, and as soon as the final round is copied.
+	defer tracker.Close()
+
+	var pt precopy.Tracker
+	if tracker != nil {
+		pt = tracker
+	}
+	cp, err := precopy.NewCopier(o.PID, w, precopy.Buffers(), pt)
+	if err != nil {
 		return nil, err
 	}
-	// The target is either running again (detached) or, with Kill, still
-	// stopped and seized until the image is safely on disk.
-	c.img.Stats.TotalNanos = int64(time.Since(start))
-	c.img.Stats.PagesWritten, c.img.Stats.BytesWritten = w.Pages(), w.Bytes()
-	if !o.Kill {
-		c.img.Stats.FreezeNanos = int64(c.freeze)
+	defer cp.Close()
+	if tracker != nil {
+		if err := c.precopy(ctx, cp, res); err != nil {
+			return nil, err
+		}
 	}
-	commitErr := w.Commit(&c.img)
+
+	if err := tr.Do(func() error { return c.frozen(ctx, cp, res) }); err != nil {
+		return nil, err
+	}
+	// The target runs again (or, with Kill, is still stopped until the
+	// image is on disk): what is left costs it nothing.
+	tracker.Close()
+	img := &c.img
+	for i := range img.VMAs {
+		img.VMAs[i].Pages = cp.Runs(img.VMAs[i])
+	}
+	var stored uint64
+	for _, v := range img.VMAs {
+		for _, r := range v.Pages {
+			stored += r.NPages
+		}
+	}
+	res.Pages, res.Bytes = stored, stored*image.PageSize
+	img.Stats = image.Stats{FreezeNanos: int64(res.Freeze), TotalNanos: int64(time.Since(start)),
+		PagesWritten: res.Pages, BytesWritten: res.Bytes, StopReason: res.StopReason}
+	for _, r := range res.Rounds {
+		img.Stats.Rounds = append(img.Stats.Rounds, image.Round{Index: r.Index, DirtyPages: r.DirtyPages,
+			Bytes: r.Bytes, Nanos: int64(r.Duration)})
+	}
+	commitErr := w.Commit(img)
 	if commitErr == nil {
 		committed = true
 	}
-	res := &Result{CRID: id, Image: o.Dir, PID: o.PID, Pages: w.Pages(), Bytes: w.Bytes(), Warnings: c.warnings}
+	res.Warnings = c.warnings
 	if o.Kill {
 		kerr := tr.Do(func() error {
 			if commitErr != nil {
-				return c.resume()
+				return c.s.resume()
 			}
-			return c.kill()
+			return c.s.kill()
 		})
 		if commitErr != nil {
 			return nil, errors.Join(fmt.Errorf("write image: %w", commitErr), kerr)
@@ -119,9 +221,64 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	} else if commitErr != nil {
 		return nil, fmt.Errorf("write image: %w", commitErr)
 	}
-	res.Freeze = c.freeze
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+// precopy copies memory in rounds while the target runs, until a stop rule
+// holds. Round 0 copies everything; each later round copies what was
+// written during the previous one.
+func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) error {
+	pid := c.opts.PID
+	max := c.opts.Precopy
+	if max == Auto {
+		max = AutoRounds
+	}
+	var rate0 float64 // bytes/s of round 0, large sequential copies
+	for k := 0; ; k++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		maps, err := procfs.ReadMaps(pid)
+		if err != nil {
+			return gone(pid, err)
+		}
+		vmas, err := classifyVMAs(pid, maps, 0, 0)
+		if err != nil {
+			return err
+		}
+		st, err := cp.Sync(vmas)
+		if err != nil {
+			return gone(pid, err)
+		}
+		r := Round{Index: k, DirtyPages: st.DirtyPages, NewPages: st.NewPages, Pages: st.Pages, Bytes: st.Bytes, Duration: st.Duration}
+		rate := float64(st.Bytes) / st.Duration.Seconds()
+		if k == 0 {
+			rate0 = rate
+		}
+		if st.Bytes < 4<<20 || rate < rate0 {
+			// Small rounds are dominated by fixed costs: judge by round 0.
+			rate = rate0
+		}
+		if k > 0 && rate > 0 {
+			r.PredictedFreeze = time.Duration(float64(st.DirtyPages*image.PageSize) / rate * 1e9)
+		}
+		res.Rounds = append(res.Rounds, r)
+		if c.opts.Progress != nil {
+			c.opts.Progress(r)
+		}
+		switch {
+		case k+1 >= max:
+			res.StopReason = fmt.Sprintf("reached the maximum of %d rounds", max)
+		case k > 0 && r.PredictedFreeze <= c.opts.MaxDowntime:
+			res.StopReason = fmt.Sprintf("predicted final copy %v fits the %v downtime budget", r.PredictedFreeze.Round(time.Microsecond), c.opts.MaxDowntime)
+		case k > 1 && float64(r.DirtyPages) >= 0.9*float64(res.Rounds[k-1].DirtyPages):
+			res.StopReason = fmt.Sprintf("the dirty set stopped shrinking (%d then %d pages)", res.Rounds[k-1].DirtyPages, r.DirtyPages)
+		default:
+			continue
+		}
+		return nil
+	}
 }
 
 // precheck classifies mappings and fds without stopping the target.
@@ -142,7 +299,7 @@ func precheck(pid int) error {
 }
 
 func gone(pid int, err error) error {
-	if errors.Is(err, procfs.ErrNoProcess) || errors.Is(err, ptrace.ErrTaskGone) {
+	if errors.Is(err, procfs.ErrNoProcess) || errors.Is(err, ptrace.ErrTaskGone) || errors.Is(err, dirty.ErrTargetGone) {
 		return fmt.Errorf("pid %d exited during the checkpoint: %w", pid, errors.Join(ErrTargetGone, err))
 	}
 	return err
@@ -152,133 +309,60 @@ func gone(pid int, err error) error {
 type ckpt struct {
 	opts     Options
 	crid     uint64
-	bufs     [2][]byte // copy buffers, prepared before the freeze
 	tgt      *target
 	w        *writer.Writer
 	log      *slog.Logger
 	img      image.Image
 	warnings []string
-
-	task      *ptrace.Task
-	regs      unix.PtraceRegs // as stopped, before any injection
-	mask      uint64
-	regsSaved bool
-	maskSaved bool
-	in        *ptrace.Injector
-	stoppedAt time.Time
-	freeze    time.Duration
+	s        *stopped // the final stop
+	// restartOf is the call the arming stop interrupted with
+	// -ERESTART_RESTARTBLOCK, resumed through restart_syscall.
+	restartOf restartCall
 }
 
-// frozen seizes and stops the target, collects everything and, unless the
-// target is to be killed, resumes it. Precondition: called on the tracer thread.
-func (c *ckpt) frozen(ctx context.Context) (err error) {
-	pid := c.opts.PID
-	task, err := ptrace.Seize(pid, unix.PTRACE_O_TRACESYSGOOD)
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("ptrace pid %d: %w (is it traced already, or protected by yama ptrace_scope / a security module?)", pid, ErrPermission)
-		}
-		return gone(pid, err)
-	}
-	c.task = task
-	if err := c.stop(); err != nil {
-		return errors.Join(gone(pid, err), c.detachOnly())
-	}
-	c.stoppedAt = time.Now()
-	c.log.Debug("target stopped", "pid", pid)
+type restartCall struct {
+	nr, ip uint64
+}
 
+// interruptedCall returns the syscall a stop interrupted with
+// -ERESTART_RESTARTBLOCK (the kernel resumes it via restart_syscall, whose
+// number then replaces it in orig_rax), or zero.
+func interruptedCall(r unix.PtraceRegs) restartCall {
+	if int64(r.Rax) == -516 && int64(r.Orig_rax) >= 0 && r.Orig_rax != unix.SYS_RESTART_SYSCALL {
+		return restartCall{nr: r.Orig_rax, ip: r.Rip}
+	}
+	return restartCall{}
+}
+
+// frozen stops the target, collects its state and the last dirty pages
+// and, unless it is to be killed, resumes it.
+// Precondition: called on the tracer thread.
+func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err error) {
+	pid := c.opts.PID
+	s, err := stop(pid)
+	if err != nil {
+		return err
+	}
+	c.s = s
 	defer func() {
 		if err != nil {
-			err = errors.Join(gone(pid, err), c.resume())
+			err = errors.Join(gone(pid, err), s.resume())
 		}
 	}()
-	if c.regs, err = task.Regs(); err != nil {
+	c.log.Debug("target stopped", "pid", pid)
+	if err := c.collect(ctx, cp, res); err != nil {
 		return err
 	}
-	c.regsSaved = true
-	if c.mask, err = task.SigMask(); err != nil {
-		return err
-	}
-	c.maskSaved = true
-	if err := c.rewindEINTR(); err != nil {
-		return err
-	}
-	if err := task.SetSigMask(^uint64(0)); err != nil {
-		return err
-	}
-	if err := c.collect(ctx); err != nil {
-		return err
-	}
+	res.Freeze = s.held()
 	if !c.opts.Kill {
-		if err := c.resume(); err != nil {
-			return err
-		}
+		return s.resume()
 	}
 	return nil
 }
 
-// eintrOnInterrupt are syscalls that a ptrace interrupt ends with -EINTR
-// instead of a restart code: the kernel wakes them for the stop and they
-// do not ask to be restarted.
-var eintrOnInterrupt = map[uint64]bool{unix.SYS_RT_SIGTIMEDWAIT: true}
-
-// rewindEINTR makes such a call restart, as if crbpf had never stopped the
-// task, unless a signal the task does not block is pending: then the
-// -EINTR may be that signal's, and is left alone.
-func (c *ckpt) rewindEINTR() error {
-	r := &c.regs
-	if int64(r.Orig_rax) < 0 || !eintrOnInterrupt[r.Orig_rax] || int64(r.Rax) != -int64(unix.EINTR) {
-		return nil
-	}
-	st, err := procfs.ReadStatus(c.opts.PID)
-	if err != nil {
-		return err
-	}
-	if (st.SigPnd|st.ShdPnd)&^c.mask != 0 {
-		return nil
-	}
-	ptrace.MarkRestart(r)
-	return nil
-}
-
-// stop interrupts the seized task and waits for the interrupt stop,
-// delivering any signal that arrives first. Precondition: tracer thread.
-func (c *ckpt) stop() error {
-	if err := c.task.Interrupt(); err != nil {
-		return err
-	}
-	for {
-		st, err := c.task.Wait()
-		if err != nil {
-			return err
-		}
-		switch {
-		case st.Exited():
-			return fmt.Errorf("target %v: %w", st, ptrace.ErrTaskGone)
-		case st.IsEventStop():
-			return nil
-		case st.Status.Stopped():
-			// A signal-delivery stop: let the signal go, the interrupt is
-			// still pending.
-			if err := c.task.Cont(st.Sig()); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (c *ckpt) collect(ctx context.Context) error {
+func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) error {
 	pid := c.opts.PID
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return err
-	}
-	ip, err := findSyscallInsn(pid, maps)
-	if err != nil {
-		return err
-	}
-	c.in = &ptrace.Injector{Task: c.task, SyscallIP: ip, Base: c.regs}
-
+	s := c.s
 	status, err := procfs.ReadStatus(pid)
 	if err != nil {
 		return err
@@ -287,13 +371,15 @@ func (c *ckpt) collect(ctx context.Context) error {
 		return &UnsupportedError{PID: pid, What: fmt.Sprintf("%d threads", status.Threads), Why: "multi-threaded processes are not supported yet"}
 	}
 	img := &c.img
-	addr, err := c.in.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
+	c.log.Debug("freeze step", "step", "status", "since_stop", s.held())
+	addr, err := s.in.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return err
 	}
-	injErr := collectInjected(c.in, scratch{pid: pid, addr: addr}, status, &img.Task, &img.MM)
-	if _, err := c.in.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
+	injErr := collectInjected(s.in, scratch{pid: pid, addr: addr}, status, &img.Task, &img.MM)
+	c.log.Debug("freeze step", "step", "injected", "since_stop", s.held())
+	if _, err := s.in.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
 		return errors.Join(injErr, err)
 	}
 	if injErr != nil {
@@ -302,13 +388,15 @@ func (c *ckpt) collect(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := collectPtrace(c.task, &img.Task); err != nil {
+	if err := collectPtrace(s.task, &img.Task); err != nil {
 		return err
 	}
-	if err := c.collectProc(status); err != nil {
+	if err := c.collectProc(status, s.mask); err != nil {
 		return err
 	}
-	if maps, err = procfs.ReadMaps(pid); err != nil {
+	c.log.Debug("freeze step", "step", "ptrace+proc", "since_stop", s.held())
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
 		return err
 	}
 	if img.VMAs, err = classifyVMAs(pid, maps, 0, 0); err != nil {
@@ -320,28 +408,33 @@ func (c *ckpt) collect(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	d, err := newMemDumper(pid, c.w, c.bufs)
+	c.log.Debug("freeze step", "step", "maps+files", "since_stop", s.held())
+	st, err := cp.Sync(img.VMAs)
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
-	err = d.dump(img.VMAs)
-	d.Close()
-	if err != nil {
+	if err := cp.FixFilePages(img.VMAs); err != nil {
 		return err
 	}
-	c.log.Debug("memory dumped", "pages", c.w.Pages(), "bytes", c.w.Bytes(), "duration", time.Since(t0),
-		"since_stop", time.Since(c.stoppedAt))
-	saved := c.regs
+	res.FinalDirtyPages = st.DirtyPages + st.NewPages
+	c.log.Debug("final copy done", "dirty_pages", st.DirtyPages, "new_pages", st.NewPages, "bytes", st.Bytes,
+		"duration", st.Duration, "since_stop", s.held())
+	saved := s.regs
 	if err := fixRseq(pid, img.Task.Rseq, &saved); err != nil {
 		return err
+	}
+	if saved.Orig_rax == unix.SYS_RESTART_SYSCALL && c.restartOf.ip == saved.Rip && c.restartOf.nr != 0 {
+		// Stopped again in the restart_syscall that resumed the call the
+		// arming stop interrupted: a new process has no restart block, so it
+		// must issue that call again (its arguments are still in place).
+		saved.Orig_rax = c.restartOf.nr
 	}
 	ptrace.FixRestart(&saved, false)
 	img.Task.Regs = regsBytes(saved)
 	return ctx.Err()
 }
 
-func (c *ckpt) collectProc(status *procfs.Status) error {
+func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
 	pid := c.opts.PID
 	img := &c.img
 	st := c.tgt.stat
@@ -357,7 +450,7 @@ func (c *ckpt) collectProc(status *procfs.Status) error {
 	}
 	t := &img.Task
 	t.TID = pid
-	t.SigMask = c.mask
+	t.SigMask = mask
 	if t.Comm, err = procfs.ReadComm(pid); err != nil {
 		return err
 	}
@@ -377,89 +470,4 @@ func (c *ckpt) collectProc(status *procfs.Status) error {
 		KernelRelease: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
 		CrbpfVersion: c.opts.Version, Comm: t.Comm, Exe: img.MM.ExePath, Cmdline: cmdline}
 	return nil
-}
-
-// findSyscallInsn returns the address of a `syscall` instruction (0f 05) in
-// the target's [vdso], so that no code is written into the target.
-func findSyscallInsn(pid int, maps []procfs.Mapping) (uint64, error) {
-	for _, m := range maps {
-		if m.Name != "[vdso]" {
-			continue
-		}
-		buf := make([]byte, m.Len())
-		n, err := ptrace.ReadMem(pid, m.Start, buf)
-		if err != nil {
-			return 0, fmt.Errorf("read [vdso]: %w", err)
-		}
-		if i := bytes.Index(buf[:n], []byte{0x0f, 0x05}); i >= 0 {
-			return m.Start + uint64(i), nil
-		}
-		return 0, fmt.Errorf("no syscall instruction in the target's [vdso]")
-	}
-	return 0, fmt.Errorf("target has no [vdso] mapping: %w", ErrUnsupportedState)
-}
-
-// resume puts the registers and signal mask back and detaches. It is safe to
-// call on every path after the stop. Precondition: called on the tracer thread.
-func (c *ckpt) resume() error {
-	if c.task == nil {
-		return nil
-	}
-	var errs []error
-	if c.regsSaved {
-		r := c.regs
-		ptrace.FixRestart(&r, true)
-		errs = append(errs, c.task.SetRegs(r))
-	}
-	if c.maskSaved {
-		errs = append(errs, c.task.SetSigMask(c.mask))
-	}
-	errs = append(errs, c.detachOnly())
-	return errors.Join(errs...)
-}
-
-func (c *ckpt) detachOnly() error {
-	if c.task == nil {
-		return nil
-	}
-	err := c.task.Detach()
-	if c.stoppedAt != (time.Time{}) {
-		c.freeze = time.Since(c.stoppedAt)
-	}
-	if errors.Is(err, ptrace.ErrTaskGone) {
-		err = nil
-	}
-	pid := c.opts.PID
-	c.task = nil
-	if c.in != nil {
-		for _, s := range c.in.Suppressed {
-			if e := unix.Tgkill(pid, pid, s); e != nil && !errors.Is(e, unix.ESRCH) {
-				err = errors.Join(err, fmt.Errorf("send %v again to %d: %w", s, pid, e))
-			}
-		}
-	}
-	return err
-}
-
-// kill ends the stopped target after the image is complete.
-// Precondition: called on the tracer thread.
-func (c *ckpt) kill() error {
-	pid := c.opts.PID
-	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("kill %d: %w", pid, err)
-	}
-	c.freeze = time.Since(c.stoppedAt)
-	// The tracer sees the exit before the parent does; collect it so the
-	// parent can reap the process.
-	for {
-		st, err := c.task.Wait()
-		if err != nil || st.Exited() {
-			c.task = nil
-			return nil
-		}
-		if err := c.task.Cont(0); err != nil && !errors.Is(err, ptrace.ErrTaskGone) {
-			c.task = nil
-			return nil
-		}
-	}
 }

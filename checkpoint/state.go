@@ -143,6 +143,21 @@ func collectPtrace(task *ptrace.Task, t *image.Task) error {
 	if rc.Addr != 0 {
 		t.Rseq = &image.Rseq{Addr: rc.Addr, Len: rc.Size, Sig: rc.Sig}
 	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(task.TID, &set); err != nil {
+		return fmt.Errorf("sched_getaffinity of %d: %w", task.TID, err)
+	}
+	t.Affinity = make([]uint64, len(set)*int(unsafe.Sizeof(set[0]))/8)
+	for cpu := 0; cpu < len(t.Affinity)*64; cpu++ {
+		if set.IsSet(cpu) {
+			t.Affinity[cpu/64] |= 1 << (cpu % 64)
+		}
+	}
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, task.TID)
+	if err != nil {
+		return fmt.Errorf("getpriority of %d: %w", task.TID, err)
+	}
+	t.Nice = 20 - prio // the raw syscall returns 20 - nice
 	var head, size uint64
 	_, _, e := unix.Syscall(unix.SYS_GET_ROBUST_LIST, uintptr(task.TID), uintptr(unsafe.Pointer(&head)), uintptr(unsafe.Pointer(&size)))
 	if e != 0 {

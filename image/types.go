@@ -112,6 +112,11 @@ type Task struct {
 	Rlimits     []Rlimit     `json:"rlimits"`
 	ITimers     []ITimer     `json:"itimers,omitempty"` // ITIMER_REAL, _VIRTUAL, _PROF (only armed ones)
 	PosixTimers []PosixTimer `json:"posix_timers,omitempty"`
+	// Affinity is the CPU affinity mask (sched_getaffinity), one bit per
+	// CPU in 64-bit words; empty when unknown.
+	Affinity []uint64 `json:"affinity,omitempty"`
+	// Nice is the nice value (-20..19).
+	Nice int `json:"nice"`
 }
 
 // SigAction is one installed handler (only non-default dispositions are saved).

@@ -247,7 +247,11 @@ func (r *restorer) run(ctx context.Context, stubFD int, pages *os.File) error {
 	}
 	defer unix.Close(execFD)
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", execFD), []string{r.img.Task.Comm},
-		&syscall.ProcAttr{Files: files, Env: []string{}, Sys: &syscall.SysProcAttr{Ptrace: true}})
+		&syscall.ProcAttr{Files: files, Env: []string{}, Sys: &syscall.SysProcAttr{Ptrace: true,
+			// Until PTRACE_O_EXITKILL is set below, only this kills the stub
+			// if crbpf dies (the tracer thread is locked and lives as long as
+			// crbpf). restoreTaskState clears it again.
+			Pdeathsig: syscall.SIGKILL}})
 	if err != nil {
 		return fmt.Errorf("start restore stub: %w", err)
 	}

@@ -74,6 +74,9 @@ func (r *restorer) restoreTaskState() error {
 	if _, err := r.call("umask", unix.SYS_UMASK, uint64(t.Umask)); err != nil {
 		return err
 	}
+	if _, err := r.call("prctl(PR_SET_PDEATHSIG, 0)", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, 0); err != nil {
+		return err
+	}
 	if err := r.resetIgnored(); err != nil {
 		return err
 	}
@@ -108,6 +111,9 @@ func (r *restorer) restoreTaskState() error {
 			return err
 		}
 	}
+	if err := r.restoreScheduling(); err != nil {
+		return err
+	}
 	if err := r.restoreRlimits(); err != nil {
 		return err
 	}
@@ -140,6 +146,34 @@ func (r *restorer) resetIgnored() error {
 		if _, err := r.call(fmt.Sprintf("rt_sigaction(%d, SIG_DFL)", sig), unix.SYS_RT_SIGACTION, uint64(sig), dfl, 0, 8); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// restoreScheduling sets the CPU affinity and nice value. A mask naming
+// only CPUs this host lacks, or a lower nice without CAP_SYS_NICE, is
+// reported, not fatal.
+func (r *restorer) restoreScheduling() error {
+	t := r.img.Task
+	if len(t.Affinity) > 0 {
+		var set unix.CPUSet
+		for cpu := 0; cpu < len(t.Affinity)*64; cpu++ {
+			if t.Affinity[cpu/64]&(1<<(cpu%64)) != 0 {
+				set.Set(cpu)
+			}
+		}
+		if err := unix.SchedSetaffinity(r.pid, &set); err != nil {
+			if !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("sched_setaffinity: %w", err)
+			}
+			r.warnings = append(r.warnings, "CPU affinity not restored: none of its CPUs exists here")
+		}
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, r.pid, t.Nice); err != nil {
+		if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("setpriority: %w", err)
+		}
+		r.warnings = append(r.warnings, fmt.Sprintf("nice %d not restored: %v", t.Nice, err))
 	}
 	return nil
 }

@@ -4,36 +4,62 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/crbpf/crbpf/checkpoint"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/spf13/cobra"
 )
 
+type roundOutput struct {
+	Round            int     `json:"round"`
+	DirtyPages       uint64  `json:"dirty_pages"`
+	NewPages         uint64  `json:"new_pages"`
+	Bytes            uint64  `json:"bytes"`
+	Seconds          float64 `json:"seconds"`
+	PredictedFreezeS float64 `json:"predicted_freeze_seconds"`
+}
+
 type checkpointOutput struct {
-	CRID          uint64   `json:"crid"`
-	Image         string   `json:"image"`
-	PID           int      `json:"pid"`
-	FreezeSeconds float64  `json:"freeze_seconds"`
-	TotalSeconds  float64  `json:"total_seconds"`
-	PagesWritten  uint64   `json:"pages_written"`
-	BytesWritten  uint64   `json:"bytes_written"`
-	Killed        bool     `json:"killed"`
-	Warnings      []string `json:"warnings,omitempty"`
+	CRID          uint64        `json:"crid"`
+	Image         string        `json:"image"`
+	PID           int           `json:"pid"`
+	FreezeSeconds float64       `json:"freeze_seconds"`
+	TotalSeconds  float64       `json:"total_seconds"`
+	PagesWritten  uint64        `json:"pages_written"`
+	BytesWritten  uint64        `json:"bytes_written"`
+	Killed        bool          `json:"killed"`
+	Mode          string        `json:"mode"`
+	ModeReason    string        `json:"mode_reason,omitempty"`
+	Rounds        []roundOutput `json:"rounds,omitempty"`
+	StopReason    string        `json:"stop_reason,omitempty"`
+	FinalPages    uint64        `json:"final_pages"`
+	Warnings      []string      `json:"warnings,omitempty"`
 }
 
 func newCheckpointCmd(g *globals) *cobra.Command {
 	var (
-		out    string
-		kill   bool
-		asJSON bool
+		out         string
+		kill        bool
+		asJSON      bool
+		precopyFlag string
+		maxDowntime time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "checkpoint [flags] PID",
 		Short: "Write an image of a running process",
-		Long: `Stops the process, writes its memory, registers and kernel state to an image
-directory, and resumes it unchanged (or, with --kill, ends it once the image is
+		Long: `Writes the process's memory, registers and kernel state to an image directory
+and lets it run on unchanged (or, with --kill, ends it once the image is
 complete and on disk). Every checkpoint gets a crid, a unique increasing id.
+
+With pre-copy (the default where the kernel supports write tracking), memory
+is copied while the process keeps running, in rounds; between rounds crbpf
+learns from the kernel which pages were written (userfaultfd write-protect
+and PAGEMAP_SCAN) and copies only those again. Pre-copy ends after --precopy
+rounds, when the predicted final copy fits --max-downtime, or when the dirty
+set stops shrinking; then the process is stopped for a short final copy of
+what is still dirty plus its registers and kernel state. One line per round
+goes to stderr. --precopy 0 copies everything while the process is stopped.
 
 The target must be single-threaded, without children, and use only regular
 files, directories, character devices, and a terminal or pipes on fds 0-2.
@@ -42,12 +68,22 @@ If crbpf fails or is interrupted (SIGINT/SIGTERM) after stopping the target,
 the target is put back exactly as it was and keeps running.`,
 		Example: `  crbpf checkpoint 1234
   crbpf checkpoint -o /tmp/img --kill 1234
-  crbpf checkpoint --json 1234 | jq .crid`,
+  crbpf checkpoint --json 1234 | jq .crid
+  crbpf checkpoint --precopy 3 --max-downtime 5ms 1234
+  crbpf checkpoint --precopy 0 1234      # full freeze`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pid, err := strconv.Atoi(args[0])
 			if err != nil || pid <= 0 {
 				return usageErr("PID must be a positive number, got %q", args[0])
+			}
+			rounds := checkpoint.Auto
+			if precopyFlag != "auto" {
+				n, err := strconv.Atoi(precopyFlag)
+				if err != nil || n < 0 {
+					return usageErr("--precopy wants a number of rounds or auto, got %q", precopyFlag)
+				}
+				rounds = n
 			}
 			counter, err := g.counter()
 			if err != nil {
@@ -57,7 +93,12 @@ the target is put back exactly as it was and keeps running.`,
 			defer tr.Close()
 			res, err := checkpoint.Run(cmd.Context(), tr, checkpoint.Options{
 				PID: pid, Dir: out, Kill: kill, Version: crbpfVersion(), Log: g.logger(),
-				NewCRID: counter.Next,
+				NewCRID: counter.Next, Precopy: rounds, MaxDowntime: maxDowntime,
+				Progress: func(r checkpoint.Round) {
+					g.progress("round %d: %d dirty + %d new pages, %d bytes copied in %v, %.1f MB/s; final copy would take %v",
+						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
+						float64(r.Bytes)/r.Duration.Seconds()/1e6, r.PredictedFreeze.Round(time.Microsecond))
+				},
 			})
 			if err != nil {
 				return err
@@ -68,7 +109,18 @@ the target is put back exactly as it was and keeps running.`,
 			abs, _ := filepath.Abs(res.Image)
 			o := checkpointOutput{CRID: res.CRID, Image: abs, PID: res.PID, FreezeSeconds: res.Freeze.Seconds(),
 				TotalSeconds: res.Total.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes,
-				Killed: res.Killed, Warnings: res.Warnings}
+				Killed: res.Killed, Warnings: res.Warnings, Mode: res.Mode, ModeReason: res.ModeReason,
+				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages}
+			for _, r := range res.Rounds {
+				o.Rounds = append(o.Rounds, roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
+					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds()})
+			}
+			if res.ModeReason != "" {
+				g.progress("full freeze: %s", res.ModeReason)
+			}
+			if res.StopReason != "" {
+				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
+			}
 			if asJSON {
 				return g.printJSON(o)
 			}
@@ -76,13 +128,15 @@ the target is put back exactly as it was and keeps running.`,
 			if res.Killed {
 				state = "killed"
 			}
-			fmt.Fprintf(g.stdout, "crid %d: pid %d checkpointed to %s (%s; frozen %.1f ms; %d pages, %d bytes)\n",
-				o.CRID, o.PID, abs, state, o.FreezeSeconds*1e3, o.PagesWritten, o.BytesWritten)
+			fmt.Fprintf(g.stdout, "crid %d: pid %d checkpointed to %s (%s; %s, frozen %.3f ms for %d pages; image %d pages, %d bytes)\n",
+				o.CRID, o.PID, abs, state, o.Mode, o.FreezeSeconds*1e3, o.FinalPages, o.PagesWritten, o.BytesWritten)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "image directory to create (default ./crbpf-<crid>)")
 	cmd.Flags().BoolVar(&kill, "kill", false, "end the process once the image is complete")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	cmd.Flags().StringVar(&precopyFlag, "precopy", "auto", "pre-copy rounds while the process runs: N, 0 for a full freeze, or auto")
+	cmd.Flags().DurationVar(&maxDowntime, "max-downtime", checkpoint.DefaultMaxDowntime, "end pre-copy once the final copy is predicted to take at most this")
 	return cmd
 }

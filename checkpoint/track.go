@@ -1,0 +1,87 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/crbpf/crbpf/dirty"
+	"github.com/crbpf/crbpf/precopy"
+	"golang.org/x/sys/unix"
+)
+
+// uffdTracker implements precopy.Tracker with userfaultfd async
+// write-protect (armed in the target's mm) and PAGEMAP_SCAN.
+type uffdTracker struct {
+	wp   *dirty.WP
+	scan *dirty.Scanner
+	buf  []dirty.Range
+}
+
+// armTracking creates a userfaultfd inside the stopped target (one
+// injected call), copies it into crbpf with pidfd_getfd and closes the
+// target's copy (a second injected call), so the target's fd table is
+// unchanged. crbpf closing its copy, or dying, removes all protection.
+// Precondition: called on the tracer thread with s stopped.
+func armTracking(s *stopped) (t *uffdTracker, err error) {
+	tfd, err := s.in.Call("userfaultfd", unix.SYS_USERFAULTFD, dirty.UserfaultfdFlags)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("userfaultfd in pid %d: %w", s.pid, dirty.ErrNotSupported)
+		}
+		return nil, err
+	}
+	defer func() {
+		if _, cerr := s.in.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	pidfd, err := unix.PidfdOpen(s.pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", s.pid, os.NewSyscallError("pidfd_open", err))
+	}
+	fd, err := unix.PidfdGetfd(pidfd, int(tfd), 0)
+	unix.Close(pidfd)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_getfd of pid %d fd %d: %w", s.pid, tfd, os.NewSyscallError("pidfd_getfd", err))
+	}
+	wp, err := dirty.NewWP(fd) // owns fd, closes it on error
+	if err != nil {
+		return nil, err
+	}
+	scan, err := dirty.OpenScanner(s.pid)
+	if err != nil {
+		wp.Close()
+		return nil, err
+	}
+	return &uffdTracker{wp: wp, scan: scan}, nil
+}
+
+func (t *uffdTracker) Track(start, end uint64) error {
+	if err := t.wp.Register(start, end); err != nil {
+		return err
+	}
+	return t.wp.Protect(start, end)
+}
+
+func (t *uffdTracker) Written(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
+	got, err := t.scan.ScanWritten(start, end, t.buf)
+	t.buf = got
+	buf = buf[:0]
+	for _, r := range got {
+		buf = append(buf, precopy.Range{Start: r.Start, End: r.End})
+	}
+	var nr *dirty.NotRegisteredError
+	if errors.As(err, &nr) {
+		return buf, &precopy.UntrackedError{Start: nr.Start, End: nr.End}
+	}
+	return buf, err
+}
+
+// Close removes all protection from the target.
+func (t *uffdTracker) Close() error {
+	if t == nil {
+		return nil
+	}
+	return errors.Join(t.scan.Close(), t.wp.Close())
+}

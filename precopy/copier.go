@@ -1,0 +1,433 @@
+package precopy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/procfs"
+	"github.com/crbpf/crbpf/ptrace"
+	"github.com/crbpf/crbpf/writer"
+)
+
+// Tracker reports the pages of the target written since they were last
+// reported, and protects them again.
+type Tracker interface {
+	// Track starts tracking [start, end): writes after it returns are
+	// reported by Written.
+	Track(start, end uint64) error
+	// Written returns the written ranges of [start, end), appended to
+	// buf[:0], and re-protects them. A mapping in the range that is not
+	// tracked ends the call with an *UntrackedError; the ranges returned
+	// with any error are valid and must be copied.
+	Written(start, end uint64, buf []Range) ([]Range, error)
+}
+
+// UntrackedError names a mapping the Tracker does not track (created or
+// moved after tracking started).
+type UntrackedError struct{ Start, End uint64 }
+
+func (e *UntrackedError) Error() string {
+	return fmt.Sprintf("mapping %#x-%#x is not tracked", e.Start, e.End)
+}
+
+// ChunkSize bounds one read of the target's memory; DESIGN.md measured
+// large process_vm_readv chunks as the fast path.
+const ChunkSize = 64 << 20
+
+// Buffers allocates the two copy buffers and touches every page of them, so
+// that the first touch of fresh memory (slow on VMs) happens when the caller
+// chooses, before the target is frozen.
+func Buffers() [2][]byte {
+	var b [2][]byte
+	for i := range b {
+		b[i] = make([]byte, ChunkSize)
+		for j := 0; j < len(b[i]); j += image.PageSize {
+			b[i][j] = 1
+		}
+	}
+	return b
+}
+
+// logEntry records one copy: a run of stored pages, or (NPages == 0) a
+// range whose earlier copies no longer hold.
+type logEntry struct {
+	start, end uint64
+	run        image.PageRun
+}
+
+// Stats are the figures of one Sync.
+type Stats struct {
+	Scanned    int           // ranges the Tracker reported
+	DirtyPages uint64        // pages the Tracker reported
+	NewPages   uint64        // pages of mappings copied whole
+	Pages      uint64        // pages stored (non-zero)
+	Bytes      uint64        // bytes stored
+	Duration   time.Duration // wall time of the Sync
+}
+
+// written is the result of one write to the image.
+type written struct {
+	runs []image.PageRun
+	err  error
+}
+
+// Copier copies a target's pages into an image writer, round after round.
+type Copier struct {
+	pid     int
+	w       *writer.Writer
+	tracker Tracker
+	pagemap *os.File
+	mem     *os.File // /proc/PID/mem for mappings process_vm_readv cannot read
+	pm      []procfs.PagemapEntry
+	scan    []Range
+
+	known     rangeSet // copied whole and tracked (or no tracker)
+	untracked rangeSet // Track failed: copied whole every Sync
+	log       []logEntry
+
+	bufs     [2][]byte
+	cur      int
+	inflight chan written // the write in flight, nil when none
+	stats    *Stats
+}
+
+// NewCopier prepares copying pid's memory into w. tracker may be nil: then
+// a single Sync copies everything (the full-freeze path).
+func NewCopier(pid int, w *writer.Writer, bufs [2][]byte, tracker Tracker) (*Copier, error) {
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return nil, fmt.Errorf("open pagemap of pid %d: %w", pid, err)
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		pm.Close()
+		return nil, fmt.Errorf("open memory of pid %d: %w", pid, err)
+	}
+	return &Copier{pid: pid, w: w, tracker: tracker, pagemap: pm, mem: mem, bufs: bufs}, nil
+}
+
+// Close waits for a write in flight and closes the Copier's files.
+func (c *Copier) Close() error {
+	err := c.flush()
+	c.mem.Close()
+	return errors.Join(err, c.pagemap.Close())
+}
+
+// copied reports whether a mapping kind has pages in the image.
+func copied(kind string) bool {
+	switch kind {
+	case image.KindAnon, image.KindFile, image.KindShmemAnon, image.KindVDSO:
+		return true
+	}
+	return false
+}
+
+// trackable reports whether writes to a mapping kind can be tracked.
+func trackable(kind string) bool {
+	return kind == image.KindAnon || kind == image.KindFile || kind == image.KindShmemAnon
+}
+
+// Sync brings the copy up to date with the mappings vmas (as just read from
+// /proc/PID/maps): mappings or parts not seen before are tracked and copied
+// whole; known ones are scanned and what was written is copied again.
+func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
+	t0 := time.Now()
+	var st Stats
+	c.stats = &st
+	defer func() { c.stats = nil }()
+	for i := range vmas {
+		v := &vmas[i]
+		if !copied(v.Kind) {
+			continue
+		}
+		if err := c.syncVMA(v); err != nil {
+			return st, err
+		}
+	}
+	err := c.flush()
+	st.Duration = time.Since(t0)
+	return st, err
+}
+
+func (c *Copier) syncVMA(v *image.VMA) error {
+	old, fresh := c.known.split(v.Start, v.End)
+	// Known parts: copy what the Tracker says was written.
+	if c.tracker != nil {
+		for _, r := range old {
+			if err := c.scanCopy(v, r); err != nil {
+				return err
+			}
+		}
+	}
+	// Parts that could not be tracked are copied whole every time.
+	unt, _ := c.untracked.split(v.Start, v.End)
+	for _, r := range unt {
+		if err := c.copyWhole(v, r); err != nil {
+			return err
+		}
+	}
+	// New parts: track first, then copy, so no write is missed.
+	for _, r := range fresh {
+		if inUntracked, _ := c.untracked.split(r.Start, r.End); len(inUntracked) > 0 {
+			continue
+		}
+		if err := c.trackAndCopy(v, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
+	if c.tracker != nil && trackable(v.Kind) {
+		if err := c.tracker.Track(r.Start, r.End); err != nil {
+			c.untracked.add(r.Start, r.End)
+		} else {
+			c.known.add(r.Start, r.End)
+		}
+	} else if c.tracker == nil {
+		c.known.add(r.Start, r.End)
+	} else {
+		// vDSO and friends: copied whole every Sync (two pages).
+		c.untracked.add(r.Start, r.End)
+	}
+	return c.copyWhole(v, r)
+}
+
+// scanCopy copies the written ranges of r, handling mappings that appeared
+// there since they were tracked.
+func (c *Copier) scanCopy(v *image.VMA, r Range) error {
+	for start := r.Start; start < r.End; {
+		got, err := c.tracker.Written(start, r.End, c.scan)
+		c.scan = got
+		for _, d := range got {
+			c.stats.Scanned++
+			c.stats.DirtyPages += (d.End - d.Start) / image.PageSize
+			if err := c.copyDirty(v, d); err != nil {
+				return err
+			}
+		}
+		var ue *UntrackedError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &ue):
+			u := Range{max(ue.Start, start), min(ue.End, r.End)}
+			if u.Start >= u.End {
+				return fmt.Errorf("scan %#x-%#x: untracked range %#x-%#x outside it", start, r.End, ue.Start, ue.End)
+			}
+			c.known.remove(u.Start, u.End)
+			if err := c.trackAndCopy(v, u); err != nil {
+				return err
+			}
+			start = u.End
+		default:
+			return fmt.Errorf("scan written pages of %#x-%#x: %w", start, r.End, err)
+		}
+	}
+	return nil
+}
+
+// copyWhole copies every page of r that restart cannot get elsewhere.
+func (c *Copier) copyWhole(v *image.VMA, r Range) error {
+	var ranges []Range
+	switch v.Kind {
+	case image.KindVDSO, image.KindShmemAnon:
+		// vDSO: saved so restart can compare it. Shared memory pages are
+		// often absent from this process's page tables: read it all.
+		ranges = []Range{r}
+	case image.KindAnon:
+		sel, err := c.selectPages(r, func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
+		if err != nil {
+			return err
+		}
+		ranges = sel
+	case image.KindFile:
+		sel, err := c.selectPages(r, privateCopy)
+		if err != nil {
+			return err
+		}
+		ranges = sel
+	}
+	c.stats.NewPages += (r.End - r.Start) / image.PageSize
+	c.log = append(c.log, logEntry{start: r.Start, end: r.End})
+	for _, s := range ranges {
+		if err := c.copyRange(v, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// privateCopy selects the pages of a private file mapping that the process
+// changed: the others come back from the file.
+func privateCopy(e procfs.PagemapEntry) bool {
+	return (e.Present() || e.Swapped()) && !e.FileOrSharedAnon()
+}
+
+// copyDirty copies a range the Tracker reported written.
+func (c *Copier) copyDirty(v *image.VMA, d Range) error {
+	c.log = append(c.log, logEntry{start: d.Start, end: d.End})
+	if v.Kind != image.KindFile {
+		return c.copyRange(v, d)
+	}
+	// A written page of a private file mapping is a private copy, unless
+	// MADV_DONTNEED gave it back to the file since.
+	sel, err := c.selectPages(d, privateCopy)
+	if err != nil {
+		return err
+	}
+	for _, s := range sel {
+		if err := c.copyRange(v, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FixFilePages records, for each private file mapping, that pages which
+// are no longer private copies come from the file, whatever was copied of
+// them before. It covers MADV_DONTNEED of a still-protected page, which no
+// Tracker reports. Call it while the target is frozen, after the last Sync.
+func (c *Copier) FixFilePages(vmas []image.VMA) error {
+	for _, v := range vmas {
+		if v.Kind != image.KindFile {
+			continue
+		}
+		shared, err := c.selectPages(Range{v.Start, v.End}, func(e procfs.PagemapEntry) bool { return !privateCopy(e) })
+		if err != nil {
+			return err
+		}
+		for _, r := range shared {
+			c.log = append(c.log, logEntry{start: r.Start, end: r.End})
+		}
+	}
+	return nil
+}
+
+func (c *Copier) selectPages(r Range, keep func(procfs.PagemapEntry) bool) ([]Range, error) {
+	var out []Range
+	const step = 1 << 30 // bound the pagemap buffer to 2 MiB of entries
+	for start := r.Start; start < r.End; start += step {
+		end := min(start+step, r.End)
+		entries, err := procfs.ReadPagemapFile(c.pagemap, start, end, c.pm[:0])
+		if err != nil {
+			return nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+		}
+		c.pm = entries
+		for i, e := range entries {
+			if !keep(e) {
+				continue
+			}
+			addr := start + uint64(i)*image.PageSize
+			if n := len(out); n > 0 && out[n-1].End == addr {
+				out[n-1].End += image.PageSize
+			} else {
+				out = append(out, Range{addr, addr + image.PageSize})
+			}
+		}
+	}
+	return out, nil
+}
+
+// copyRange reads r from the target and hands it to the writer, which runs
+// while the next chunk is read.
+func (c *Copier) copyRange(v *image.VMA, r Range) error {
+	readable := v.Prot&0x1 != 0
+	skipZero := v.Kind != image.KindFile && v.Kind != image.KindVDSO
+	for addr := r.Start; addr < r.End; {
+		n := min(r.End-addr, ChunkSize)
+		buf := c.bufs[c.cur][:n]
+		var got int
+		var err error
+		if readable {
+			got, err = ptrace.ReadMem(c.pid, addr, buf)
+		} else {
+			got, err = c.mem.ReadAt(buf, int64(addr))
+		}
+		if err != nil {
+			return fmt.Errorf("read %s %#x-%#x: %w", v.Name, addr, addr+n, err)
+		}
+		if uint64(got) != n {
+			return fmt.Errorf("read %s %#x-%#x: short read of %d bytes", v.Name, addr, addr+n, got)
+		}
+		if err := c.flush(); err != nil {
+			return err
+		}
+		done := make(chan written, 1)
+		c.inflight = done
+		go func(addr uint64) {
+			runs, err := c.w.WritePages(addr, buf, skipZero)
+			done <- written{runs, err}
+		}(addr)
+		c.stats.Pages += n / image.PageSize
+		c.stats.Bytes += n
+		c.cur ^= 1
+		addr += n
+	}
+	return nil
+}
+
+// flush waits for the write in flight, if any, and records its runs. Only
+// the caller's goroutine touches the log; records of disjoint ranges may
+// land in any order, those of one range land after its "no data" record.
+func (c *Copier) flush() error {
+	if c.inflight == nil {
+		return nil
+	}
+	res := <-c.inflight
+	c.inflight = nil
+	for _, run := range res.runs {
+		c.log = append(c.log, logEntry{start: run.Addr, end: run.End(), run: run})
+	}
+	return res.err
+}
+
+// Runs returns the page runs of v: for each page, its last copy, unless a
+// later record says it has no data. Call it after the last Sync (and
+// FixFilePages), when the target runs again: it costs a pass over v's pages.
+func (c *Copier) Runs(v image.VMA) []image.PageRun {
+	if !copied(v.Kind) {
+		return nil
+	}
+	n := (v.End - v.Start) / image.PageSize
+	type slot struct {
+		off uint64
+		crc uint32
+		set bool
+	}
+	slots := make([]slot, n)
+	for _, e := range c.log {
+		a, b := max(e.start, v.Start), min(e.end, v.End)
+		if a >= b {
+			continue
+		}
+		for p := a; p < b; p += image.PageSize {
+			i := (p - v.Start) / image.PageSize
+			if e.run.NPages == 0 {
+				slots[i] = slot{}
+				continue
+			}
+			k := (p - e.run.Addr) / image.PageSize
+			slots[i] = slot{off: e.run.DataOff + k*image.PageSize, crc: e.run.CRC[k], set: true}
+		}
+	}
+	var runs []image.PageRun
+	for i := uint64(0); i < n; i++ {
+		s := slots[i]
+		if !s.set {
+			continue
+		}
+		addr := v.Start + i*image.PageSize
+		if k := len(runs) - 1; k >= 0 && runs[k].End() == addr && runs[k].DataEnd() == s.off {
+			runs[k].NPages++
+			runs[k].CRC = append(runs[k].CRC, s.crc)
+			continue
+		}
+		runs = append(runs, image.PageRun{Addr: addr, NPages: 1, DataOff: s.off, CRC: []uint32{s.crc}})
+	}
+	return runs
+}
