@@ -116,7 +116,7 @@ type Task struct {
 	// CPU in 64-bit words; empty when unknown.
 	Affinity []uint64 `json:"affinity,omitempty"`
 	// Nice is the nice value (-20..19).
-	Nice int `json:"nice"`
+	Nice int `json:"nice,omitempty"`
 }
 
 // SigAction is one installed handler (only non-default dispositions are saved).
