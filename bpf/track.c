@@ -34,12 +34,16 @@ volatile const __u32 emit_faults = 0;
 /* Error code bits of an x86 page fault (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_WRITE (1UL << 1)
 
-/* tgid -> 1 for every tracked process. */
+/* tgid -> state changes for every tracked process: how many calls it made
+ * that change task state crbpf otherwise reads by injecting syscalls
+ * (signal handlers, alternate stack, timers, clear_child_tid, brk, exec).
+ * crbpf reads that state before the final freeze and reads it again inside
+ * the freeze only when this count moved. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } targets SEC(".maps");
 
 struct {
@@ -214,10 +218,41 @@ int sys_enter_mremap(struct trace_event_raw_sys_enter *ctx)
 			ARG(ctx, 2), ARG(ctx, 3), ARG(ctx, 4));
 }
 
+/* ---- task state changes ---- */
+
+static __always_inline int on_state_change(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 *n = bpf_map_lookup_elem(&targets, &tgid);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+#define STATE_CHANGE(name)                                              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                     \
+	int sys_enter_##name(struct trace_event_raw_sys_enter *ctx)     \
+	{                                                               \
+		return on_state_change();                               \
+	}
+
+STATE_CHANGE(rt_sigaction)
+STATE_CHANGE(sigaltstack)
+STATE_CHANGE(setitimer)
+STATE_CHANGE(alarm)
+STATE_CHANGE(timer_create)
+STATE_CHANGE(timer_settime)
+STATE_CHANGE(timer_delete)
+STATE_CHANGE(set_tid_address)
+STATE_CHANGE(execve)
+STATE_CHANGE(execveat)
+
 SEC("tracepoint/syscalls/sys_enter_brk")
 int sys_enter_brk(struct trace_event_raw_sys_enter *ctx)
 {
-	/* brk(brk) */
+	/* brk(brk): also a state change, crbpf needs the exact break. */
+	on_state_change();
 	return on_enter(ctx, EVENT_BRK, ARG(ctx, 0), 0, 0, 0, 0);
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crbpf/crbpf/dirty"
 	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/loader"
 	"github.com/crbpf/crbpf/precopy"
 	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
@@ -80,6 +81,11 @@ type Result struct {
 	ModeReason string
 	Rounds     []Round
 	StopReason string
+	// Telemetry says what eBPF telemetry ran: "ebpf", or why it is reduced.
+	Telemetry string
+	// StateReused: the freeze used the task state read before it, which
+	// eBPF showed unchanged, instead of injecting calls to read it.
+	StateReused bool
 	// FinalDirtyPages were copied while frozen.
 	FinalDirtyPages uint64
 	// Warnings are things that were saved with reduced fidelity.
@@ -136,13 +142,37 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 
 	var tracker *uffdTracker
 	if o.Precopy != 0 {
+		// eBPF telemetry is optional: it says whether task state changed
+		// after the arming stop (so the freeze need not read it again by
+		// injection), and counts write faults per round.
+		lt, lerr := loader.Load(loader.Options{Logger: o.Log})
+		if lerr == nil {
+			if lerr = lt.Add(o.PID); lerr != nil {
+				lt.Close()
+			}
+		}
+		if lerr != nil {
+			res.Telemetry = "reduced: " + lerr.Error()
+		} else {
+			c.telemetry = lt
+			defer lt.Close()
+			res.Telemetry = "ebpf"
+			if !lt.FaultTelemetry() {
+				res.Telemetry = "ebpf without page-fault tracepoints (no write-fault counts)"
+			}
+		}
 		err := tr.Do(func() error {
 			s, err := stop(o.PID)
 			if err != nil {
 				return err
 			}
 			c.restartOf = interruptedCall(s.regs)
-			tracker, err = armTracking(s)
+			if c.telemetry != nil {
+				err = c.snapshotState(s)
+			}
+			if err == nil {
+				tracker, err = armTracking(s)
+			}
 			return errors.Join(err, s.resume())
 		})
 		switch {
@@ -315,6 +345,12 @@ type ckpt struct {
 	img      image.Image
 	warnings []string
 	s        *stopped // the final stop
+	// telemetry is the eBPF tracker, nil when unavailable; snapshot is the
+	// task state read by injection at the arming stop, and snapshotAt the
+	// state-change count then.
+	telemetry  *loader.Tracker
+	snapshot   *injected
+	snapshotAt uint64
 	// restartOf is the call the arming stop interrupted with
 	// -ERESTART_RESTARTBLOCK, resumed through restart_syscall.
 	restartOf restartCall
@@ -371,20 +407,17 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return &UnsupportedError{PID: pid, What: fmt.Sprintf("%d threads", status.Threads), Why: "multi-threaded processes are not supported yet"}
 	}
 	img := &c.img
-	c.log.Debug("freeze step", "step", "status", "since_stop", s.held())
-	addr, err := s.in.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	st0, reuse, err := c.snapshotValid()
 	if err != nil {
 		return err
 	}
-	injErr := collectInjected(s.in, scratch{pid: pid, addr: addr}, status, &img.Task, &img.MM)
-	c.log.Debug("freeze step", "step", "injected", "since_stop", s.held())
-	if _, err := s.in.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
-		return errors.Join(injErr, err)
+	if !reuse {
+		if st0, err = injectState(s, status); err != nil {
+			return err
+		}
 	}
-	if injErr != nil {
-		return injErr
-	}
+	res.StateReused = reuse
+	st0.apply(&img.Task, &img.MM)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -41,6 +41,72 @@ func (s scratch) read(n int) ([]byte, error) {
 	return buf, nil
 }
 
+// injected is the task state only the task itself can report.
+type injected struct {
+	task image.Task // SigActions, SigAltStack, ClearTID, ITimers, PosixTimers
+	brk  uint64
+}
+
+// apply copies the injected state into the image's task and mm.
+func (in *injected) apply(t *image.Task, mm *image.MM) {
+	t.SigActions, t.SigAltStack, t.ClearTID = in.task.SigActions, in.task.SigAltStack, in.task.ClearTID
+	t.ITimers, t.PosixTimers = in.task.ITimers, in.task.PosixTimers
+	mm.Brk = in.brk
+}
+
+// injectState reads it through a scratch page mapped into the stopped
+// target for the occasion. Precondition: tracer thread, s stopped.
+func injectState(s *stopped, status *procfs.Status) (*injected, error) {
+	addr, err := s.in.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return nil, err
+	}
+	var in injected
+	var mm image.MM
+	injErr := collectInjected(s.in, scratch{pid: s.pid, addr: addr}, status, &in.task, &mm)
+	in.brk = mm.Brk
+	if _, err := s.in.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
+		return nil, errors.Join(injErr, err)
+	}
+	if injErr != nil {
+		return nil, injErr
+	}
+	return &in, nil
+}
+
+// snapshotState reads the injected state at the arming stop and the
+// state-change count, after crbpf's own injected calls (which the count
+// includes) and before the target runs again.
+func (c *ckpt) snapshotState(s *stopped) error {
+	status, err := procfs.ReadStatus(s.pid)
+	if err != nil {
+		return err
+	}
+	if c.snapshot, err = injectState(s, status); err != nil {
+		return err
+	}
+	c.snapshotAt, err = c.telemetry.StateChanges(s.pid)
+	return err
+}
+
+// snapshotValid returns the snapshot when the freeze may use it: eBPF saw
+// no call that changes it since, and no timer is armed (a running timer's
+// remaining time must be read at the freeze).
+func (c *ckpt) snapshotValid() (*injected, bool, error) {
+	if c.snapshot == nil || c.telemetry == nil {
+		return nil, false, nil
+	}
+	if len(c.snapshot.task.ITimers) > 0 || len(c.snapshot.task.PosixTimers) > 0 {
+		return nil, false, nil
+	}
+	n, err := c.telemetry.StateChanges(c.opts.PID)
+	if err != nil {
+		return nil, false, err
+	}
+	return c.snapshot, n == c.snapshotAt, nil
+}
+
 // collectInjected gathers the task state that only the task itself can
 // report, through calls injected into it. Precondition: called on the tracer
 // thread with the task stopped and all signals blocked.

@@ -288,6 +288,17 @@ type syscallPrograms struct {
 	SysExitBrk       *ebpf.Program `ebpf:"sys_exit_brk"`
 	SysEnterMprotect *ebpf.Program `ebpf:"sys_enter_mprotect"`
 	SysEnterMadvise  *ebpf.Program `ebpf:"sys_enter_madvise"`
+
+	SysEnterRtSigaction   *ebpf.Program `ebpf:"sys_enter_rt_sigaction"`
+	SysEnterSigaltstack   *ebpf.Program `ebpf:"sys_enter_sigaltstack"`
+	SysEnterSetitimer     *ebpf.Program `ebpf:"sys_enter_setitimer"`
+	SysEnterAlarm         *ebpf.Program `ebpf:"sys_enter_alarm"`
+	SysEnterTimerCreate   *ebpf.Program `ebpf:"sys_enter_timer_create"`
+	SysEnterTimerSettime  *ebpf.Program `ebpf:"sys_enter_timer_settime"`
+	SysEnterTimerDelete   *ebpf.Program `ebpf:"sys_enter_timer_delete"`
+	SysEnterSetTidAddress *ebpf.Program `ebpf:"sys_enter_set_tid_address"`
+	SysEnterExecve        *ebpf.Program `ebpf:"sys_enter_execve"`
+	SysEnterExecveat      *ebpf.Program `ebpf:"sys_enter_execveat"`
 }
 
 // faultPrograms are attached only where the exceptions tracepoints exist
@@ -314,6 +325,16 @@ func (o *objects) programs() []namedProgram {
 		{trackProgSysExitBrk, o.SysExitBrk},
 		{trackProgSysEnterMprotect, o.SysEnterMprotect},
 		{trackProgSysEnterMadvise, o.SysEnterMadvise},
+		{trackProgSysEnterRtSigaction, o.SysEnterRtSigaction},
+		{trackProgSysEnterSigaltstack, o.SysEnterSigaltstack},
+		{trackProgSysEnterSetitimer, o.SysEnterSetitimer},
+		{trackProgSysEnterAlarm, o.SysEnterAlarm},
+		{trackProgSysEnterTimerCreate, o.SysEnterTimerCreate},
+		{trackProgSysEnterTimerSettime, o.SysEnterTimerSettime},
+		{trackProgSysEnterTimerDelete, o.SysEnterTimerDelete},
+		{trackProgSysEnterSetTidAddress, o.SysEnterSetTidAddress},
+		{trackProgSysEnterExecve, o.SysEnterExecve},
+		{trackProgSysEnterExecveat, o.SysEnterExecveat},
 		{trackProgPageFaultUser, o.PageFaultUser},
 		{trackProgPageFaultKernel, o.PageFaultKernel},
 	}
@@ -368,7 +389,7 @@ func (t *Tracker) Add(tgid int) error {
 	if tgid <= 0 || tgid > 1<<22 {
 		return fmt.Errorf("track pid %d: invalid pid", tgid)
 	}
-	if err := t.objs.Targets.Put(uint32(tgid), uint8(1)); err != nil {
+	if err := t.objs.Targets.Update(uint32(tgid), uint64(0), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("track pid %d: %w", tgid, err)
 	}
 	return nil
@@ -384,6 +405,18 @@ func (t *Tracker) Remove(tgid int) error {
 		return fmt.Errorf("untrack pid %d: %w", tgid, err)
 	}
 	return nil
+}
+
+// StateChanges returns how many calls tgid made, since Add, that change the
+// task state crbpf reads by injection (signal handlers, sigaltstack,
+// timers, set_tid_address, brk, exec). Compare two readings: equal means
+// that state is unchanged in between.
+func (t *Tracker) StateChanges(tgid int) (uint64, error) {
+	var n uint64
+	if err := t.objs.Targets.Lookup(uint32(tgid), &n); err != nil {
+		return 0, fmt.Errorf("read state changes of pid %d: %w", tgid, err)
+	}
+	return n, nil
 }
 
 // Counters returns the counters summed over all CPUs.

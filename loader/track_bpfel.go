@@ -57,22 +57,32 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	trackMapCounters          = "counters"
-	trackMapEvents            = "events"
-	trackMapTargets           = "targets"
-	trackProgPageFaultKernel  = "page_fault_kernel"
-	trackProgPageFaultUser    = "page_fault_user"
-	trackProgSysEnterBrk      = "sys_enter_brk"
-	trackProgSysEnterMadvise  = "sys_enter_madvise"
-	trackProgSysEnterMmap     = "sys_enter_mmap"
-	trackProgSysEnterMprotect = "sys_enter_mprotect"
-	trackProgSysEnterMremap   = "sys_enter_mremap"
-	trackProgSysEnterMunmap   = "sys_enter_munmap"
-	trackProgSysExitBrk       = "sys_exit_brk"
-	trackProgSysExitMmap      = "sys_exit_mmap"
-	trackProgSysExitMremap    = "sys_exit_mremap"
-	trackVarEmitFaults        = "emit_faults"
-	trackVarUnusedEvent       = "unused_event"
+	trackMapCounters               = "counters"
+	trackMapEvents                 = "events"
+	trackMapTargets                = "targets"
+	trackProgPageFaultKernel       = "page_fault_kernel"
+	trackProgPageFaultUser         = "page_fault_user"
+	trackProgSysEnterAlarm         = "sys_enter_alarm"
+	trackProgSysEnterBrk           = "sys_enter_brk"
+	trackProgSysEnterExecve        = "sys_enter_execve"
+	trackProgSysEnterExecveat      = "sys_enter_execveat"
+	trackProgSysEnterMadvise       = "sys_enter_madvise"
+	trackProgSysEnterMmap          = "sys_enter_mmap"
+	trackProgSysEnterMprotect      = "sys_enter_mprotect"
+	trackProgSysEnterMremap        = "sys_enter_mremap"
+	trackProgSysEnterMunmap        = "sys_enter_munmap"
+	trackProgSysEnterRtSigaction   = "sys_enter_rt_sigaction"
+	trackProgSysEnterSetTidAddress = "sys_enter_set_tid_address"
+	trackProgSysEnterSetitimer     = "sys_enter_setitimer"
+	trackProgSysEnterSigaltstack   = "sys_enter_sigaltstack"
+	trackProgSysEnterTimerCreate   = "sys_enter_timer_create"
+	trackProgSysEnterTimerDelete   = "sys_enter_timer_delete"
+	trackProgSysEnterTimerSettime  = "sys_enter_timer_settime"
+	trackProgSysExitBrk            = "sys_exit_brk"
+	trackProgSysExitMmap           = "sys_exit_mmap"
+	trackProgSysExitMremap         = "sys_exit_mremap"
+	trackVarEmitFaults             = "emit_faults"
+	trackVarUnusedEvent            = "unused_event"
 )
 
 // loadTrack returns the embedded CollectionSpec for track.
@@ -117,17 +127,27 @@ type trackSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackProgramSpecs struct {
-	PageFaultKernel  *ebpf.ProgramSpec `ebpf:"page_fault_kernel"`
-	PageFaultUser    *ebpf.ProgramSpec `ebpf:"page_fault_user"`
-	SysEnterBrk      *ebpf.ProgramSpec `ebpf:"sys_enter_brk"`
-	SysEnterMadvise  *ebpf.ProgramSpec `ebpf:"sys_enter_madvise"`
-	SysEnterMmap     *ebpf.ProgramSpec `ebpf:"sys_enter_mmap"`
-	SysEnterMprotect *ebpf.ProgramSpec `ebpf:"sys_enter_mprotect"`
-	SysEnterMremap   *ebpf.ProgramSpec `ebpf:"sys_enter_mremap"`
-	SysEnterMunmap   *ebpf.ProgramSpec `ebpf:"sys_enter_munmap"`
-	SysExitBrk       *ebpf.ProgramSpec `ebpf:"sys_exit_brk"`
-	SysExitMmap      *ebpf.ProgramSpec `ebpf:"sys_exit_mmap"`
-	SysExitMremap    *ebpf.ProgramSpec `ebpf:"sys_exit_mremap"`
+	PageFaultKernel       *ebpf.ProgramSpec `ebpf:"page_fault_kernel"`
+	PageFaultUser         *ebpf.ProgramSpec `ebpf:"page_fault_user"`
+	SysEnterAlarm         *ebpf.ProgramSpec `ebpf:"sys_enter_alarm"`
+	SysEnterBrk           *ebpf.ProgramSpec `ebpf:"sys_enter_brk"`
+	SysEnterExecve        *ebpf.ProgramSpec `ebpf:"sys_enter_execve"`
+	SysEnterExecveat      *ebpf.ProgramSpec `ebpf:"sys_enter_execveat"`
+	SysEnterMadvise       *ebpf.ProgramSpec `ebpf:"sys_enter_madvise"`
+	SysEnterMmap          *ebpf.ProgramSpec `ebpf:"sys_enter_mmap"`
+	SysEnterMprotect      *ebpf.ProgramSpec `ebpf:"sys_enter_mprotect"`
+	SysEnterMremap        *ebpf.ProgramSpec `ebpf:"sys_enter_mremap"`
+	SysEnterMunmap        *ebpf.ProgramSpec `ebpf:"sys_enter_munmap"`
+	SysEnterRtSigaction   *ebpf.ProgramSpec `ebpf:"sys_enter_rt_sigaction"`
+	SysEnterSetTidAddress *ebpf.ProgramSpec `ebpf:"sys_enter_set_tid_address"`
+	SysEnterSetitimer     *ebpf.ProgramSpec `ebpf:"sys_enter_setitimer"`
+	SysEnterSigaltstack   *ebpf.ProgramSpec `ebpf:"sys_enter_sigaltstack"`
+	SysEnterTimerCreate   *ebpf.ProgramSpec `ebpf:"sys_enter_timer_create"`
+	SysEnterTimerDelete   *ebpf.ProgramSpec `ebpf:"sys_enter_timer_delete"`
+	SysEnterTimerSettime  *ebpf.ProgramSpec `ebpf:"sys_enter_timer_settime"`
+	SysExitBrk            *ebpf.ProgramSpec `ebpf:"sys_exit_brk"`
+	SysExitMmap           *ebpf.ProgramSpec `ebpf:"sys_exit_mmap"`
+	SysExitMremap         *ebpf.ProgramSpec `ebpf:"sys_exit_mremap"`
 }
 
 // trackMapSpecs contains maps before they are loaded into the kernel.
@@ -192,29 +212,49 @@ type trackVariables struct {
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackPrograms struct {
-	PageFaultKernel  *ebpf.Program `ebpf:"page_fault_kernel"`
-	PageFaultUser    *ebpf.Program `ebpf:"page_fault_user"`
-	SysEnterBrk      *ebpf.Program `ebpf:"sys_enter_brk"`
-	SysEnterMadvise  *ebpf.Program `ebpf:"sys_enter_madvise"`
-	SysEnterMmap     *ebpf.Program `ebpf:"sys_enter_mmap"`
-	SysEnterMprotect *ebpf.Program `ebpf:"sys_enter_mprotect"`
-	SysEnterMremap   *ebpf.Program `ebpf:"sys_enter_mremap"`
-	SysEnterMunmap   *ebpf.Program `ebpf:"sys_enter_munmap"`
-	SysExitBrk       *ebpf.Program `ebpf:"sys_exit_brk"`
-	SysExitMmap      *ebpf.Program `ebpf:"sys_exit_mmap"`
-	SysExitMremap    *ebpf.Program `ebpf:"sys_exit_mremap"`
+	PageFaultKernel       *ebpf.Program `ebpf:"page_fault_kernel"`
+	PageFaultUser         *ebpf.Program `ebpf:"page_fault_user"`
+	SysEnterAlarm         *ebpf.Program `ebpf:"sys_enter_alarm"`
+	SysEnterBrk           *ebpf.Program `ebpf:"sys_enter_brk"`
+	SysEnterExecve        *ebpf.Program `ebpf:"sys_enter_execve"`
+	SysEnterExecveat      *ebpf.Program `ebpf:"sys_enter_execveat"`
+	SysEnterMadvise       *ebpf.Program `ebpf:"sys_enter_madvise"`
+	SysEnterMmap          *ebpf.Program `ebpf:"sys_enter_mmap"`
+	SysEnterMprotect      *ebpf.Program `ebpf:"sys_enter_mprotect"`
+	SysEnterMremap        *ebpf.Program `ebpf:"sys_enter_mremap"`
+	SysEnterMunmap        *ebpf.Program `ebpf:"sys_enter_munmap"`
+	SysEnterRtSigaction   *ebpf.Program `ebpf:"sys_enter_rt_sigaction"`
+	SysEnterSetTidAddress *ebpf.Program `ebpf:"sys_enter_set_tid_address"`
+	SysEnterSetitimer     *ebpf.Program `ebpf:"sys_enter_setitimer"`
+	SysEnterSigaltstack   *ebpf.Program `ebpf:"sys_enter_sigaltstack"`
+	SysEnterTimerCreate   *ebpf.Program `ebpf:"sys_enter_timer_create"`
+	SysEnterTimerDelete   *ebpf.Program `ebpf:"sys_enter_timer_delete"`
+	SysEnterTimerSettime  *ebpf.Program `ebpf:"sys_enter_timer_settime"`
+	SysExitBrk            *ebpf.Program `ebpf:"sys_exit_brk"`
+	SysExitMmap           *ebpf.Program `ebpf:"sys_exit_mmap"`
+	SysExitMremap         *ebpf.Program `ebpf:"sys_exit_mremap"`
 }
 
 func (p *trackPrograms) Close() error {
 	return _TrackClose(
 		p.PageFaultKernel,
 		p.PageFaultUser,
+		p.SysEnterAlarm,
 		p.SysEnterBrk,
+		p.SysEnterExecve,
+		p.SysEnterExecveat,
 		p.SysEnterMadvise,
 		p.SysEnterMmap,
 		p.SysEnterMprotect,
 		p.SysEnterMremap,
 		p.SysEnterMunmap,
+		p.SysEnterRtSigaction,
+		p.SysEnterSetTidAddress,
+		p.SysEnterSetitimer,
+		p.SysEnterSigaltstack,
+		p.SysEnterTimerCreate,
+		p.SysEnterTimerDelete,
+		p.SysEnterTimerSettime,
 		p.SysExitBrk,
 		p.SysExitMmap,
 		p.SysExitMremap,

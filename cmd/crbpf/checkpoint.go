@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/crbpf/crbpf/checkpoint"
@@ -34,6 +35,8 @@ type checkpointOutput struct {
 	Rounds        []roundOutput `json:"rounds,omitempty"`
 	StopReason    string        `json:"stop_reason,omitempty"`
 	FinalPages    uint64        `json:"final_pages"`
+	Telemetry     string        `json:"telemetry,omitempty"`
+	StateReused   bool          `json:"state_reused"`
 	Warnings      []string      `json:"warnings,omitempty"`
 }
 
@@ -110,13 +113,17 @@ the target is put back exactly as it was and keeps running.`,
 			o := checkpointOutput{CRID: res.CRID, Image: abs, PID: res.PID, FreezeSeconds: res.Freeze.Seconds(),
 				TotalSeconds: res.Total.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes,
 				Killed: res.Killed, Warnings: res.Warnings, Mode: res.Mode, ModeReason: res.ModeReason,
-				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages}
+				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages,
+				Telemetry: res.Telemetry, StateReused: res.StateReused}
 			for _, r := range res.Rounds {
 				o.Rounds = append(o.Rounds, roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
 					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds()})
 			}
 			if res.ModeReason != "" {
 				g.progress("full freeze: %s", res.ModeReason)
+			}
+			if strings.HasPrefix(res.Telemetry, "reduced") || strings.Contains(res.Telemetry, "without") {
+				g.progress("telemetry %s", res.Telemetry)
 			}
 			if res.StopReason != "" {
 				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
