@@ -60,6 +60,10 @@ type Round struct {
 	Pages      uint64 // pages read
 	Bytes      uint64
 	Duration   time.Duration
+	// WriteFaults counts first writes to protected pages during the round
+	// (eBPF; valid when FaultTelemetry).
+	WriteFaults    uint64
+	FaultTelemetry bool
 	// PredictedFreeze is the time the final copy would take if pre-copy
 	// stopped after this round (0 when no estimate is possible yet).
 	PredictedFreeze time.Duration
@@ -277,11 +281,18 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if err != nil {
 			return err
 		}
+		faults0 := c.writeFaults()
 		st, err := cp.Sync(vmas)
 		if err != nil {
 			return gone(pid, err)
 		}
 		r := Round{Index: k, DirtyPages: st.DirtyPages, NewPages: st.NewPages, Pages: st.Pages, Bytes: st.Bytes, Duration: st.Duration}
+		if c.telemetry != nil && c.telemetry.FaultTelemetry() {
+			// First writes to protected pages while this round copied:
+			// about the pages the next round (or the freeze) will copy.
+			r.WriteFaults = c.writeFaults() - faults0
+			r.FaultTelemetry = true
+		}
 		rate := float64(st.Bytes) / st.Duration.Seconds()
 		if k == 0 {
 			rate0 = rate
@@ -291,7 +302,15 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 			rate = rate0
 		}
 		if k > 0 && rate > 0 {
-			r.PredictedFreeze = time.Duration(float64(st.DirtyPages*image.PageSize) / rate * 1e9)
+			// The freeze will copy what is written between this round's
+			// scan and the stop: the live count of first writes to
+			// protected pages (eBPF) is the closest estimate; without it,
+			// what this round found.
+			next := st.DirtyPages
+			if r.FaultTelemetry {
+				next = r.WriteFaults
+			}
+			r.PredictedFreeze = time.Duration(float64(next*image.PageSize) / rate * 1e9)
 		}
 		res.Rounds = append(res.Rounds, r)
 		if c.opts.Progress != nil {
@@ -309,6 +328,18 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		}
 		return nil
 	}
+}
+
+// writeFaults is the eBPF count of write faults so far (0 without it).
+func (c *ckpt) writeFaults() uint64 {
+	if c.telemetry == nil {
+		return 0
+	}
+	n, err := c.telemetry.Counters()
+	if err != nil {
+		return 0
+	}
+	return n.WriteFaultsUser + n.WriteFaultsKernel
 }
 
 // precheck classifies mappings and fds without stopping the target.

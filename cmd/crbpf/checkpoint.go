@@ -19,6 +19,7 @@ type roundOutput struct {
 	Bytes            uint64  `json:"bytes"`
 	Seconds          float64 `json:"seconds"`
 	PredictedFreezeS float64 `json:"predicted_freeze_seconds"`
+	WriteFaults      *uint64 `json:"write_faults,omitempty"`
 }
 
 type checkpointOutput struct {
@@ -98,9 +99,13 @@ the target is put back exactly as it was and keeps running.`,
 				PID: pid, Dir: out, Kill: kill, Version: crbpfVersion(), Log: g.logger(),
 				NewCRID: counter.Next, Precopy: rounds, MaxDowntime: maxDowntime,
 				Progress: func(r checkpoint.Round) {
-					g.progress("round %d: %d dirty + %d new pages, %d bytes copied in %v, %.1f MB/s; final copy would take %v",
+					faults := ""
+					if r.FaultTelemetry {
+						faults = fmt.Sprintf(", %d write faults (%.0f pages/s)", r.WriteFaults, float64(r.WriteFaults)/r.Duration.Seconds())
+					}
+					g.progress("round %d: %d dirty + %d new pages, %d bytes copied in %v, %.1f MB/s%s; final copy would take %v",
 						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
-						float64(r.Bytes)/r.Duration.Seconds()/1e6, r.PredictedFreeze.Round(time.Microsecond))
+						float64(r.Bytes)/r.Duration.Seconds()/1e6, faults, r.PredictedFreeze.Round(time.Microsecond))
 				},
 			})
 			if err != nil {
@@ -116,8 +121,12 @@ the target is put back exactly as it was and keeps running.`,
 				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages,
 				Telemetry: res.Telemetry, StateReused: res.StateReused}
 			for _, r := range res.Rounds {
-				o.Rounds = append(o.Rounds, roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
-					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds()})
+				ro := roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
+					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds()}
+				if r.FaultTelemetry {
+					ro.WriteFaults = &r.WriteFaults
+				}
+				o.Rounds = append(o.Rounds, ro)
 			}
 			if res.ModeReason != "" {
 				g.progress("full freeze: %s", res.ModeReason)
