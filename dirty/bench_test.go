@@ -3,6 +3,8 @@
 package dirty
 
 import (
+	"github.com/crbpf/crbpf/internal/testutil"
+
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -162,7 +164,7 @@ func BenchmarkFirstWrite(b *testing.B) {
 		reportPerPage(b, npages)
 	})
 	b.Run("writable", func(b *testing.B) {
-		requirePrivileged(b) // same conditions as the protected case
+		testutil.RequireRoot(b) // same conditions as the protected case
 		m := mmapAnon(b, size)
 		touch(m)
 		for b.Loop() {
@@ -171,7 +173,7 @@ func BenchmarkFirstWrite(b *testing.B) {
 		reportPerPage(b, npages)
 	})
 	b.Run("never-touched", func(b *testing.B) {
-		requirePrivileged(b)
+		testutil.RequireRoot(b)
 		m := mmapAnon(b, size)
 		if err := unix.Madvise(m, unix.MADV_NOHUGEPAGE); err != nil {
 			b.Fatal(err)

@@ -3,6 +3,8 @@
 package dirty
 
 import (
+	"github.com/crbpf/crbpf/internal/testutil"
+
 	"bufio"
 	"errors"
 	"fmt"
@@ -83,7 +85,7 @@ type child struct {
 
 func startChild(t *testing.T) *child {
 	t.Helper()
-	requirePrivileged(t)
+	testutil.RequireRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperChild$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = os.Stderr

@@ -3,6 +3,8 @@
 package dirty
 
 import (
+	"github.com/crbpf/crbpf/internal/testutil"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -547,7 +549,7 @@ func TestUnregister(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	t.Run("NewWP on a pipe", func(t *testing.T) {
-		requirePrivileged(t)
+		testutil.RequireRoot(t)
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 			t.Fatal(err)
@@ -616,7 +618,7 @@ func TestErrors(t *testing.T) {
 // TestKernelCategories checks what the running kernel accepts: every known
 // PAGE_IS_* bit (0x1ff, PAGE_IS_GUARD included since 6.14) and no other.
 func TestKernelCategories(t *testing.T) {
-	requirePrivileged(t)
+	testutil.RequireRoot(t)
 	s := newScanner(t)
 	b := mmapAnon(t, 4*ps())
 	start, end := span(b)

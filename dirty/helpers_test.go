@@ -9,36 +9,18 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crbpf/crbpf/internal/testutil"
 )
-
-// requirePrivileged skips a test that needs root (userfaultfd in kernel-wide
-// mode, PAGEMAP_SCAN on /proc/PID/pagemap) when run without it, and fails it
-// under CI=true so that CI cannot pass by skipping.
-func requirePrivileged(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	skipOrFail(tb, "needs root")
-}
-
-// skipOrFail skips locally and fails under CI=true.
-func skipOrFail(tb testing.TB, why string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("CI=true: cannot skip: %s", why)
-	}
-	tb.Skip(why)
-}
 
 // newUffd creates a userfaultfd in the test process, with the flags the
 // injected call uses in a target.
 func newUffd(tb testing.TB) int {
 	tb.Helper()
-	requirePrivileged(tb)
+	testutil.RequireRoot(tb)
 	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, UserfaultfdFlags, 0, 0)
 	if errno == unix.ENOSYS {
-		skipOrFail(tb, "kernel without userfaultfd (CONFIG_USERFAULTFD)")
+		testutil.SkipOrFail(tb, "kernel without userfaultfd (CONFIG_USERFAULTFD)")
 	}
 	if errno != 0 {
 		tb.Fatalf("userfaultfd: %v", errno)
@@ -52,7 +34,7 @@ func newWP(tb testing.TB) *WP {
 	tb.Helper()
 	w, err := NewWP(newUffd(tb))
 	if errors.Is(err, ErrNotSupported) {
-		skipOrFail(tb, err.Error())
+		testutil.SkipOrFail(tb, err.Error())
 	}
 	if err != nil {
 		tb.Fatal(err)

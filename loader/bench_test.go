@@ -3,6 +3,8 @@
 package loader
 
 import (
+	"github.com/crbpf/crbpf/internal/testutil"
+
 	"fmt"
 	"sync"
 	"testing"
@@ -32,7 +34,7 @@ import (
 //
 //	go test -run '^$' -bench WriteFault -benchtime 5x ./loader/
 func BenchmarkWriteFault(b *testing.B) {
-	requireRoot(b)
+	testutil.RequireRoot(b)
 	bin := buildC(b, "faults")
 	const pages, rounds = 16384, 9 // 64 MiB
 

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/crbpf/crbpf/internal/testutil"
 	"io"
 	"log/slog"
 	"os"
@@ -21,20 +22,6 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 )
-
-// requireRoot skips the test when not root, and fails it when CI=true, so CI
-// cannot pass by skipping.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := fmt.Sprintf("needs root (euid is %d)", os.Geteuid())
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s; CI=true, so this is a failure, not a skip", msg)
-	}
-	t.Skip(msg)
-}
 
 // buildC compiles testdata/NAME.c into a temporary directory.
 func buildC(t testing.TB, name string) string {
@@ -142,7 +129,7 @@ func pollAll(t testing.TB, tr *Tracker) []Event {
 }
 
 func TestTracker(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	bin := buildC(t, "target")
 	const page = 4096
 
@@ -295,7 +282,7 @@ func TestTracker(t *testing.T) {
 }
 
 func TestCloseDetachesEverything(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	tr, err := Load(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +396,7 @@ func TestCloseDetachesEverything(t *testing.T) {
 // Where the exceptions tracepoints are missing (any architecture but x86),
 // Load leaves the fault programs out and the rest still works.
 func TestWithoutFaultTracepoints(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	haveTracepoint = func(dir, group, name string) bool {
 		return group != "exceptions" && tracepointExists(dir, group, name)
 	}
@@ -454,7 +441,7 @@ func TestWithoutFaultTracepoints(t *testing.T) {
 
 // A verifier rejection must come back with the whole log.
 func TestVerifierErrorHasWholeLog(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	loadSpec = func() (*ebpf.CollectionSpec, error) {
 		spec, err := loadTrack()
 		if err != nil {
@@ -493,7 +480,7 @@ func TestVerifierErrorHasWholeLog(t *testing.T) {
 }
 
 func TestLoadOptions(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	for _, size := range []int{-1, 1000, 4096 + 1, 3 << 20, 2 << 30} {
 		if tr, err := Load(Options{RingbufSize: size}); err == nil {
 			tr.Close()
@@ -557,7 +544,7 @@ func TestEventResult(t *testing.T) {
 // TestStateChanges: a process that installs a signal handler moves its
 // state-change count; one that only sleeps does not.
 func TestStateChanges(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	tr := load(t, Options{})
 
 	sleeper := exec.Command("sleep", "30")
