@@ -273,11 +273,7 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		maps, err := procfs.ReadMaps(pid)
-		if err != nil {
-			return gone(pid, err)
-		}
-		vmas, err := classifyVMAs(pid, maps, 0, 0)
+		vmas, err := readVMAs(pid)
 		if err != nil {
 			return err
 		}
@@ -344,11 +340,7 @@ func (c *ckpt) writeFaults() uint64 {
 
 // precheck classifies mappings and fds without stopping the target.
 func precheck(pid int) error {
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return gone(pid, err)
-	}
-	vmas, err := classifyVMAs(pid, maps, 0, 0)
+	vmas, err := readVMAs(pid)
 	if err != nil {
 		return err
 	}
@@ -459,11 +451,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	c.log.Debug("freeze step", "step", "ptrace+proc", "since_stop", s.held())
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return err
-	}
-	if img.VMAs, err = classifyVMAs(pid, maps, 0, 0); err != nil {
+	if img.VMAs, err = readVMAs(pid); err != nil {
 		return err
 	}
 	if img.Files, err = collectFiles(pid); err != nil {

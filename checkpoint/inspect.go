@@ -102,15 +102,20 @@ func effectiveCaps() (uint64, error) {
 	return st.CapEff, nil
 }
 
+// readVMAs reads /proc/PID/maps as image VMAs (without page data).
+func readVMAs(pid int) ([]image.VMA, error) {
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return nil, gone(pid, err)
+	}
+	return classifyVMAs(pid, maps)
+}
+
 // classifyVMAs turns /proc/PID/maps into image VMAs (without page data),
-// refusing mappings crbpf cannot restore. ignore is an address range to
-// leave out (crbpf's own scratch page), or zero.
-func classifyVMAs(pid int, maps []procfs.Mapping, ignoreStart, ignoreEnd uint64) ([]image.VMA, error) {
+// refusing mappings crbpf cannot restore.
+func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 	var out []image.VMA
 	for _, m := range maps {
-		if m.Start == ignoreStart && m.End == ignoreEnd && ignoreStart != 0 {
-			continue
-		}
 		v := image.VMA{Start: m.Start, End: m.End, Prot: m.Prot(), Name: m.Name, Offset: m.Offset,
 			Dev: unix.Mkdev(m.Major, m.Minor), Inode: m.Inode}
 		if m.Shared {
