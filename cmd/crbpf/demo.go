@@ -102,7 +102,7 @@ the next number. Needs root (ptrace) and python3. Leaves nothing behind.`,
 			defer tr.Close()
 			dir := filepath.Join(tmp, "image")
 			res, err := checkpoint.Run(cmd.Context(), tr, checkpoint.Options{PID: target.Process.Pid, Dir: dir,
-				Kill: true, Version: crbpfVersion(), Log: g.logger(), NewCRID: counter.Next})
+				Kill: true, Version: crbpfVersion(), Log: g.logger(), NewCRID: counter.Next, Precopy: checkpoint.Auto})
 			target.Wait()
 			if err != nil {
 				target.Process.Kill()
@@ -115,8 +115,8 @@ the next number. Needs root (ptrace) and python3. Leaves nothing behind.`,
 					last = v
 				}
 			}
-			fmt.Fprintf(g.stdout, "checkpointed as crid %d (frozen %.1f ms, %d bytes) and killed pid %d\n",
-				res.CRID, res.Freeze.Seconds()*1e3, res.Bytes, res.PID)
+			fmt.Fprintf(g.stdout, "checkpointed as crid %d (%s, %d rounds; frozen %.1f ms; image %d bytes) and killed pid %d\n",
+				res.CRID, res.Mode, len(res.Rounds), res.Freeze.Seconds()*1e3, res.Bytes, res.PID)
 			img, err := image.Load(dir)
 			if err != nil {
 				return err
