@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/crbpf/crbpf/image"
 
 	"github.com/crbpf/crbpf/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -31,7 +34,7 @@ func BenchmarkCheckpointRestart1GiB(b *testing.B) {
 	orig := testutil.StartTarget(b, target(b, "memcheck"), strconv.Itoa(mib), b.TempDir())
 	orig.WaitLine(b, "READY", 5*timeout)
 
-	var freeze, restore, gbCkpt, gbRestore []float64
+	var freeze, restore, gbCkpt, gbRestore, floor []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		img := filepath.Join(shm, fmt.Sprintf("img-%d", i))
@@ -52,6 +55,7 @@ func BenchmarkCheckpointRestart1GiB(b *testing.B) {
 		unix.Kill(out.PID, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(out.PID, &ws, 0, nil)
+		floor = append(floor, fillFloor(b, filepath.Join(img, image.PagesFile), cp.BytesWritten))
 		os.RemoveAll(img)
 
 		gb := float64(cp.BytesWritten) / 1e9
@@ -65,7 +69,38 @@ func BenchmarkCheckpointRestart1GiB(b *testing.B) {
 	b.ReportMetric(median(gbCkpt), "ckpt-GB/s")
 	b.ReportMetric(median(restore)*1e3, "restore-ms")
 	b.ReportMetric(median(gbRestore), "restore-GB/s")
-	b.Logf("freeze s %v; restore s %v", freeze, restore)
+	b.ReportMetric(median(floor)*1e3, "floor-ms")
+	b.ReportMetric(median(restore)/median(floor), "restore/floor")
+	b.Logf("freeze s %v; restore s %v; floor s %v", freeze, restore, floor)
+}
+
+// fillFloor measures this machine's floor for a restore of n bytes: the
+// time a process needs to get n bytes of fresh anonymous memory (prefaulted
+// as restore does) and read the image's pages into it, with no ptrace or
+// injection at all. It returns seconds.
+func fillFloor(b *testing.B, pages string, n uint64) float64 {
+	f, err := os.Open(pages)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	t0 := time.Now()
+	mem, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	if err := unix.Madvise(mem, unix.MADV_POPULATE_WRITE); err != nil {
+		b.Fatal(err)
+	}
+	for off := 0; off < len(mem); {
+		got, err := f.ReadAt(mem[off:], int64(off))
+		off += got
+		if err != nil {
+			break
+		}
+	}
+	return time.Since(t0).Seconds()
 }
 
 func median(v []float64) float64 {
