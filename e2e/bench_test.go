@@ -18,7 +18,8 @@ import (
 
 // BenchmarkCheckpointRestart1GiB checkpoints a process holding 1 GiB of
 // patterned (non-zero) anonymous memory into tmpfs and restarts it, and
-// reports medians over the iterations: the time the target was frozen and
+// reports medians over the iterations: the time the target was frozen by a
+// full-freeze checkpoint (--precopy 0) and
 // the time restart took, with the resulting GB/s. The restored copy
 // verifies its memory each time. Run with:
 //
@@ -38,7 +39,7 @@ func BenchmarkCheckpointRestart1GiB(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		img := filepath.Join(shm, fmt.Sprintf("img-%d", i))
-		cp := checkpoint(b, orig.PID, img)
+		cp := checkpoint(b, orig.PID, img, "--precopy", "0") // the full-freeze path: frozen while all is copied
 		r := testutil.StartCrbpf(b, "restart", "--detach", "--json", img)
 		js := r.WaitLine(b, "{", 5*timeout)
 		var out struct {
