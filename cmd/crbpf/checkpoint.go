@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -109,6 +111,9 @@ the target is put back exactly as it was and keeps running.`,
 				},
 			})
 			if err != nil {
+				if errors.Is(err, context.Canceled) {
+					return fmt.Errorf("interrupted: no image was written; pid %d was left running as it was: %w", pid, err)
+				}
 				return err
 			}
 			for _, w := range res.Warnings {
