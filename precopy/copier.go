@@ -84,6 +84,7 @@ type Copier struct {
 	pm      []procfs.PagemapEntry
 	scan    []Range
 
+	swapInUse bool     // the target has pages in swap (VmSwap > 0)
 	known     rangeSet // copied whole and tracked (or no tracker)
 	untracked rangeSet // Track failed: copied whole every Sync
 	log       []logEntry
@@ -135,6 +136,11 @@ func trackable(kind string) bool {
 // whole; known ones are scanned and what was written is copied again.
 func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
 	t0 := time.Now()
+	st0, err := procfs.ReadStatus(c.pid)
+	if err != nil {
+		return Stats{}, err
+	}
+	c.swapInUse = st0.VmSwap > 0
 	var st Stats
 	c.stats = &st
 	defer func() { c.stats = nil }()
@@ -147,7 +153,7 @@ func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
 			return st, err
 		}
 	}
-	err := c.flush()
+	err = c.flush()
 	st.Duration = time.Since(t0)
 	return st, err
 }
@@ -246,7 +252,7 @@ func (c *Copier) copyWhole(v *image.VMA, r Range) error {
 		}
 		ranges = sel
 	case image.KindFile:
-		sel, err := c.selectPages(r, privateCopy)
+		sel, err := c.selectPages(r, c.privateCopy)
 		if err != nil {
 			return err
 		}
@@ -263,9 +269,12 @@ func (c *Copier) copyWhole(v *image.VMA, r Range) error {
 }
 
 // privateCopy selects the pages of a private file mapping that the process
-// changed: the others come back from the file.
-func privateCopy(e procfs.PagemapEntry) bool {
-	return (e.Present() || e.Swapped()) && !e.FileOrSharedAnon()
+// changed: the others come back from the file. A non-present entry counts
+// only when it is really in swap: uffd-wp leaves a marker (shown as a swap
+// entry) where MADV_DONTNEED gave a protected page back to the file, and
+// where it protected a page never touched.
+func (c *Copier) privateCopy(e procfs.PagemapEntry) bool {
+	return (e.Present() || (e.Swapped() && c.swapInUse)) && !e.FileOrSharedAnon()
 }
 
 // copyDirty copies a range the Tracker reported written.
@@ -276,7 +285,7 @@ func (c *Copier) copyDirty(v *image.VMA, d Range) error {
 	}
 	// A written page of a private file mapping is a private copy, unless
 	// MADV_DONTNEED gave it back to the file since.
-	sel, err := c.selectPages(d, privateCopy)
+	sel, err := c.selectPages(d, c.privateCopy)
 	if err != nil {
 		return err
 	}
@@ -293,11 +302,16 @@ func (c *Copier) copyDirty(v *image.VMA, d Range) error {
 // them before. It covers MADV_DONTNEED of a still-protected page, which no
 // Tracker reports. Call it while the target is frozen, after the last Sync.
 func (c *Copier) FixFilePages(vmas []image.VMA) error {
+	st, err := procfs.ReadStatus(c.pid)
+	if err != nil {
+		return err
+	}
+	c.swapInUse = st.VmSwap > 0
 	for _, v := range vmas {
 		if v.Kind != image.KindFile {
 			continue
 		}
-		shared, err := c.selectPages(Range{v.Start, v.End}, func(e procfs.PagemapEntry) bool { return !privateCopy(e) })
+		shared, err := c.selectPages(Range{v.Start, v.End}, func(e procfs.PagemapEntry) bool { return !c.privateCopy(e) })
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,8 @@ type Status struct {
 	// RssAnon and RssShmem are resident anonymous and shared-memory bytes
 	// (0 for kernel threads, which print no memory lines).
 	RssAnon, RssShmem uint64
+	// VmSwap is the bytes of the process's memory in swap.
+	VmSwap uint64
 
 	NoNewPrivs     int
 	Seccomp        int // SECCOMP_MODE_*; 0 also when the kernel lacks seccomp
@@ -159,16 +161,19 @@ func ParseStatus(b []byte) (*Status, error) {
 			s.CapBnd = p.uint(key, val, 16, 64)
 		case "CapAmb":
 			s.CapAmb = p.uint(key, val, 16, 64)
-		case "RssAnon", "RssShmem":
+		case "RssAnon", "RssShmem", "VmSwap":
 			kb, ok := strings.CutSuffix(val, " kB")
 			if !ok {
 				return fmt.Errorf("line %d: %s %q not in kB", n, key, val)
 			}
 			v := p.uint(key, strings.TrimSpace(kb), 10, 54) * 1024
-			if key == "RssAnon" {
+			switch key {
+			case "RssAnon":
 				s.RssAnon = v
-			} else {
+			case "RssShmem":
 				s.RssShmem = v
+			default:
+				s.VmSwap = v
 			}
 		case "NoNewPrivs":
 			s.NoNewPrivs = int(p.int(key, val, 10, 32))
