@@ -1,0 +1,68 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStats(t *testing.T) {
+	for _, tc := range []struct {
+		in            []float64
+		med, min, max float64
+	}{
+		{[]float64{3}, 3, 3, 3},
+		{[]float64{5, 1, 3}, 3, 1, 5},
+		{[]float64{4, 1, 3, 2}, 2.5, 1, 4},
+	} {
+		s := stats(tc.in)
+		if s.Med != tc.med || s.Min != tc.min || s.Max != tc.max || s.N != len(tc.in) {
+			t.Errorf("stats(%v) = %+v", tc.in, s)
+		}
+	}
+	if s := stats(nil); s.N != 0 || fmtStat(s, 1, "") != "–" {
+		t.Errorf("stats(nil) = %+v", s)
+	}
+}
+
+func TestSplice(t *testing.T) {
+	for _, tc := range []struct{ name, old, want string }{
+		{"empty", "", beginMarker + "\nNEW\n" + endMarker + "\n"},
+		{"no markers", "# B\n\nnotes\n", "# B\n\nnotes\n\n" + beginMarker + "\nNEW\n" + endMarker + "\n"},
+		{"replace", "# B\n" + beginMarker + "\nOLD\n" + endMarker + "\n\n## Notes\nkept\n",
+			"# B\n" + beginMarker + "\nNEW\n" + endMarker + "\n\n## Notes\nkept\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := splice(tc.old, "NEW\n"); got != tc.want {
+				t.Errorf("splice = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFreezeGap(t *testing.T) {
+	ms := int64(time.Millisecond)
+	r := &ckptRun{Start: 0, RoundAt: []int64{1000 * ms, 1100 * ms}, StoppedAt: 1101 * ms}
+	w := window{Gaps: []gap{
+		{At: 500 * ms, Len: 40 * time.Millisecond},   // arming, round 0
+		{At: 1050 * ms, Len: 20 * time.Millisecond},  // later rounds
+		{At: 1100 * ms, Len: 8 * time.Millisecond},   // the final stop
+		{At: 1109 * ms, Len: 120 * time.Millisecond}, // after resume
+	}}
+	fg, ok := freezeGap(r, w)
+	if !ok || fg.At != 1100*ms {
+		t.Fatalf("freezeGap = %+v, %v", fg, ok)
+	}
+	var m modeResult
+	m.fill(r, w)
+	if m.FreezeGap != 8*time.Millisecond || m.Other != 120*time.Millisecond || m.OtherPhase != "after resume" {
+		t.Errorf("fill: freeze gap %v, other %v (%s)", m.FreezeGap, m.Other, m.OtherPhase)
+	}
+	for _, tc := range []struct {
+		g    gap
+		want string
+	}{{w.Gaps[0], "arming, round 0"}, {w.Gaps[1], "later rounds"}, {w.Gaps[3], "after resume"}} {
+		if got := phase(r, fg, true, tc.g); got != tc.want {
+			t.Errorf("phase(%+v) = %q, want %q", tc.g, got, tc.want)
+		}
+	}
+}
