@@ -177,11 +177,13 @@ func (c *Copier) syncVMA(v *image.VMA) error {
 	}
 	// New parts: track first, then copy, so no write is missed.
 	for _, r := range fresh {
-		if inUntracked, _ := c.untracked.split(r.Start, r.End); len(inUntracked) > 0 {
-			continue
-		}
-		if err := c.trackAndCopy(v, r); err != nil {
-			return err
+		// Parts already known as untracked were copied whole above; track
+		// and copy the rest (skipping the whole range lost new pages).
+		_, rest := c.untracked.split(r.Start, r.End)
+		for _, p := range rest {
+			if err := c.trackAndCopy(v, p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
