@@ -60,12 +60,17 @@ type Round struct {
 	Pages      uint64 // pages read
 	Bytes      uint64
 	Duration   time.Duration
+	// DeferredPages could not be read because the target unmapped, shrank
+	// or protected them during the round; the next round copies what is
+	// still mapped.
+	DeferredPages uint64
 	// WriteFaults counts first writes to protected pages during the round
 	// (eBPF; valid when FaultTelemetry).
 	WriteFaults    uint64
 	FaultTelemetry bool
 	// PredictedFreeze is the time the final copy would take if pre-copy
-	// stopped after this round (0 when no estimate is possible yet).
+	// stopped after this round (0 when no estimate is possible yet): this
+	// round's scan time plus the expected dirty pages at the copy rate.
 	PredictedFreeze time.Duration
 }
 
@@ -282,7 +287,8 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if err != nil {
 			return gone(pid, err)
 		}
-		r := Round{Index: k, DirtyPages: st.DirtyPages, NewPages: st.NewPages, Pages: st.Pages, Bytes: st.Bytes, Duration: st.Duration}
+		r := Round{Index: k, DirtyPages: st.DirtyPages, NewPages: st.NewPages, Pages: st.Pages, Bytes: st.Bytes,
+			Duration: st.Duration, DeferredPages: st.Deferred}
 		if c.telemetry != nil && c.telemetry.FaultTelemetry() {
 			// First writes to protected pages while this round copied:
 			// about the pages the next round (or the freeze) will copy.
@@ -302,11 +308,15 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 			// scan and the stop: the live count of first writes to
 			// protected pages (eBPF) is the closest estimate; without it,
 			// what this round found.
+			// The freeze also scans the whole address space again, and
+			// copies again what this round could not read: a prediction is
+			// never 0 (eBPF does not see writes by other processes).
 			next := st.DirtyPages
 			if r.FaultTelemetry {
 				next = r.WriteFaults
 			}
-			r.PredictedFreeze = time.Duration(float64(next*image.PageSize) / rate * 1e9)
+			next += st.Deferred
+			r.PredictedFreeze = st.Scan + time.Duration(float64(next*image.PageSize)/rate*1e9)
 		}
 		res.Rounds = append(res.Rounds, r)
 		if c.opts.Progress != nil {
@@ -461,7 +471,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	c.log.Debug("freeze step", "step", "maps+files", "since_stop", s.held())
-	st, err := cp.Sync(img.VMAs)
+	st, err := cp.SyncFrozen(img.VMAs)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,8 @@ type Stats struct {
 	NewPages   uint64        // pages of mappings copied whole
 	Pages      uint64        // pages stored (non-zero)
 	Bytes      uint64        // bytes stored
+	Deferred   uint64        // pages that could not be read while the target ran, left to the next Sync
+	Scan       time.Duration // time spent asking the Tracker (and reading pagemap)
 	Duration   time.Duration // wall time of the Sync
 }
 
@@ -87,6 +89,8 @@ type Copier struct {
 	swapInUse bool     // the target has pages in swap (VmSwap > 0)
 	known     rangeSet // copied whole and tracked (or no tracker)
 	untracked rangeSet // Track failed: copied whole every Sync
+	retry     rangeSet // unreadable while the target ran: copied whole by the next Sync
+	frozen    bool     // the target is stopped: a failed read is an error
 	log       []logEntry
 
 	bufs     [2][]byte
@@ -132,9 +136,23 @@ func trackable(kind string) bool {
 }
 
 // Sync brings the copy up to date with the mappings vmas (as just read from
-// /proc/PID/maps): mappings or parts not seen before are tracked and copied
-// whole; known ones are scanned and what was written is copied again.
+// /proc/PID/maps) while the target runs: mappings or parts not seen before
+// are tracked and copied whole; known ones are scanned and what was written
+// is copied again. A part that cannot be read because the target unmapped,
+// shrank or protected it since vmas were read is left to the next Sync,
+// which copies it whole if it is still mapped.
 func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
+	return c.sync(vmas)
+}
+
+// SyncFrozen is the last Sync, with the target stopped: vmas are exact, so
+// every read must succeed.
+func (c *Copier) SyncFrozen(vmas []image.VMA) (Stats, error) {
+	c.frozen = true
+	return c.sync(vmas)
+}
+
+func (c *Copier) sync(vmas []image.VMA) (Stats, error) {
 	t0 := time.Now()
 	st0, err := procfs.ReadStatus(c.pid)
 	if err != nil {
@@ -175,6 +193,18 @@ func (c *Copier) syncVMA(v *image.VMA) error {
 			return err
 		}
 	}
+	// Parts a running round could not read: copied whole once more (a
+	// failing read puts its rest back). Untracked parts were just copied.
+	again, _ := c.retry.split(v.Start, v.End)
+	for _, r := range again {
+		c.retry.remove(r.Start, r.End)
+		_, tracked := c.untracked.split(r.Start, r.End)
+		for _, p := range tracked {
+			if err := c.copyWhole(v, p); err != nil {
+				return err
+			}
+		}
+	}
 	// New parts: track first, then copy, so no write is missed.
 	for _, r := range fresh {
 		// Parts already known as untracked were copied whole above; track
@@ -209,7 +239,9 @@ func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
 // there since they were tracked.
 func (c *Copier) scanCopy(v *image.VMA, r Range) error {
 	for start := r.Start; start < r.End; {
+		t0 := time.Now()
 		got, err := c.tracker.Written(start, r.End, c.scan)
+		c.stats.Scan += time.Since(t0)
 		c.scan = got
 		for _, d := range got {
 			c.stats.Scanned++
@@ -364,11 +396,29 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 		} else {
 			got, err = c.mem.ReadAt(buf, int64(addr))
 		}
-		if err != nil {
-			return fmt.Errorf("read %s %#x-%#x: %w", v.Name, addr, addr+n, err)
-		}
-		if uint64(got) != n {
-			return fmt.Errorf("read %s %#x-%#x: short read of %d bytes", v.Name, addr, addr+n, got)
+		if err != nil || uint64(got) != n {
+			if c.frozen {
+				if err == nil {
+					err = fmt.Errorf("short read of %d bytes", got)
+				}
+				return fmt.Errorf("read %s %#x-%#x: %w", v.Name, addr, addr+n, err)
+			}
+			if errors.Is(err, ptrace.ErrTaskGone) {
+				return err
+			}
+			// The target unmapped, shrank or protected this part since
+			// its mappings were read: keep the whole pages read, leave
+			// the rest to the next Sync.
+			got = max(got, 0) &^ (image.PageSize - 1)
+			rest := addr + uint64(got)
+			c.retry.add(rest, r.End)
+			c.stats.Deferred += (r.End - rest) / image.PageSize
+			if got == 0 {
+				return nil
+			}
+			n = uint64(got)
+			buf = buf[:n]
+			r.End = rest
 		}
 		if err := c.flush(); err != nil {
 			return err

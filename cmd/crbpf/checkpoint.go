@@ -22,6 +22,7 @@ type roundOutput struct {
 	Seconds          float64 `json:"seconds"`
 	PredictedFreezeS float64 `json:"predicted_freeze_seconds"`
 	WriteFaults      *uint64 `json:"write_faults,omitempty"`
+	DeferredPages    uint64  `json:"deferred_pages,omitempty"`
 }
 
 type checkpointOutput struct {
@@ -105,6 +106,9 @@ the target is put back exactly as it was and keeps running.`,
 					if r.FaultTelemetry {
 						faults = fmt.Sprintf(", %d write faults (%.0f pages/s)", r.WriteFaults, float64(r.WriteFaults)/r.Duration.Seconds())
 					}
+					if r.DeferredPages > 0 {
+						faults += fmt.Sprintf(", %d pages unmapped or protected while copied (left to the next round)", r.DeferredPages)
+					}
 					g.progress("round %d: %d dirty + %d new pages, %d bytes copied in %v, %.1f MB/s%s; final copy would take %v",
 						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
 						float64(r.Bytes)/r.Duration.Seconds()/1e6, faults, r.PredictedFreeze.Round(time.Microsecond))
@@ -127,7 +131,8 @@ the target is put back exactly as it was and keeps running.`,
 				Telemetry: res.Telemetry, StateReused: res.StateReused}
 			for _, r := range res.Rounds {
 				ro := roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
-					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds()}
+					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds(),
+					DeferredPages: r.DeferredPages}
 				if r.FaultTelemetry {
 					ro.WriteFaults = &r.WriteFaults
 				}
