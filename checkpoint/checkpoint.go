@@ -219,8 +219,21 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	// The target runs again (or, with Kill, is still stopped until the
-	// image is on disk): what is left costs it nothing.
-	tracker.Close()
+	// image is on disk): what is left costs it nothing. Removing the
+	// protection is paced not to stall the running target; it overlaps
+	// building the page index and committing the image.
+	waitRelease := func() {}
+	if !o.Kill && tracker != nil {
+		released := make(chan struct{})
+		go func() {
+			t0 := time.Now()
+			tracker.Close()
+			o.Log.Debug("write protection removed", "duration", time.Since(t0))
+			close(released)
+		}()
+		waitRelease = func() { <-released }
+		defer waitRelease()
+	}
 	img := &c.img
 	for i := range img.VMAs {
 		img.VMAs[i].Pages = cp.Runs(img.VMAs[i])
@@ -257,9 +270,11 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			return nil, fmt.Errorf("image %s is complete, but ending the target failed: %w", o.Dir, kerr)
 		}
 		res.Killed = true
+		tracker.Discard() // the target is gone: nothing to pace
 	} else if commitErr != nil {
 		return nil, fmt.Errorf("write image: %w", commitErr)
 	}
+	waitRelease()
 	res.Total = time.Since(start)
 	return res, nil
 }

@@ -13,9 +13,10 @@ import (
 // uffdTracker implements precopy.Tracker with userfaultfd async
 // write-protect (armed in the target's mm) and PAGEMAP_SCAN.
 type uffdTracker struct {
-	wp   *dirty.WP
-	scan *dirty.Scanner
-	buf  []dirty.Range
+	wp      *dirty.WP
+	scan    *dirty.Scanner
+	buf     []dirty.Range
+	tracked []dirty.Range // registered ranges, for Close
 }
 
 // armTracking creates a userfaultfd inside the stopped target (one
@@ -61,6 +62,7 @@ func (t *uffdTracker) Track(start, end uint64) error {
 	if err := t.wp.Register(start, end); err != nil {
 		return err
 	}
+	t.tracked = append(t.tracked, dirty.Range{Start: start, End: end})
 	return t.wp.Protect(start, end)
 }
 
@@ -78,8 +80,18 @@ func (t *uffdTracker) Written(start, end uint64, buf []precopy.Range) ([]precopy
 	return buf, err
 }
 
-// Close removes all protection from the target.
+// Close removes all protection from the target, paced so that the target,
+// running, is not stalled by it (see dirty.ReleaseChunk): about 0.6 s per
+// GiB tracked. Closing twice is a no-op.
 func (t *uffdTracker) Close() error {
+	if t == nil {
+		return nil
+	}
+	return errors.Join(t.scan.Close(), t.wp.Release(t.tracked))
+}
+
+// Discard closes the userfaultfd at once: for a target that is killed.
+func (t *uffdTracker) Discard() error {
 	if t == nil {
 		return nil
 	}

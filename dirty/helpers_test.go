@@ -72,7 +72,7 @@ func mmapAnon(tb testing.TB, size int) []byte {
 	}
 	tb.Cleanup(func() {
 		if err := unix.Munmap(b); err != nil {
-			tb.Errorf("munmap: %v", err)
+			tb.Errorf("munmap %d bytes at %p: %v", len(b), &b[0], err)
 		}
 	})
 	return b
@@ -101,7 +101,7 @@ func mmapAligned(tb testing.TB, size, align int) []byte {
 	b := unsafe.Slice((*byte)(unsafe.Add(p, head)), size)
 	tb.Cleanup(func() {
 		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))); err != nil {
-			tb.Errorf("munmap: %v", err)
+			tb.Errorf("munmap %d bytes at %p: %v", len(b), &b[0], err)
 		}
 	})
 	return b
