@@ -42,6 +42,8 @@ type config struct {
 	warmup time.Duration
 	window time.Duration
 	settle time.Duration
+	quiet  float64       // wait for other processes to use less than this % of a CPU
+	quietW time.Duration // ... at most this long
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -57,6 +59,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "time the target runs before the first measurement")
 	fs.DurationVar(&c.window, "window", time.Second, "length of the baseline windows without crbpf")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "pause after each checkpoint")
+	fs.Float64Var(&c.quiet, "quiet", 25, "before each repetition, wait until other processes use less than this percentage of one CPU (0: do not wait)")
+	fs.DurationVar(&c.quietW, "quiet-wait", 2*time.Minute, "longest wait for -quiet; the repetition runs anyway after it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -165,7 +169,21 @@ func run() error {
 	if e.dirtier, err = buildDirtier(ctx, tmp); err != nil {
 		return err
 	}
-	rep := &report{Command: commandLine(), Started: time.Now(), Machine: machineFacts(), Revision: revision(e.crbpf),
+	write := func(rep *report) error {
+		if cfg.out == "" {
+			return nil
+		}
+		path := cfg.out
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(root, path)
+		}
+		if err := spliceFile(path, rep.markdown()); err != nil {
+			return err
+		}
+		progress("wrote %s", path)
+		return nil
+	}
+	rep := &report{Command: commandLine(), Started: time.Now(), Machine: machineFacts(), Revision: revision(e.crbpf, root),
 		Cases: make([]caseResult, len(cfg.cases)), Hot: cfg.hot, Budget: cfg.budget, Reps: cfg.reps}
 	rep.LoadBefore, rep.BusyBefore = loadFacts()
 	for i, k := range cfg.cases {
@@ -185,22 +203,21 @@ func run() error {
 			}
 			rep.Cases[i].Reps = append(rep.Cases[i].Reps, res)
 		}
+		// Write what is done so far: a long run that is interrupted
+		// keeps its finished cases.
+		if i+1 < len(cfg.cases) {
+			rep.Finished = time.Now()
+			rep.Partial = true
+			if err := write(rep); err != nil {
+				return err
+			}
+		}
 	}
 	rep.Finished = time.Now()
+	rep.Partial = false
 	rep.LoadAfter, rep.BusyAfter = loadFacts()
-	md := rep.markdown()
-	fmt.Print(md)
-	if cfg.out != "" {
-		path := cfg.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(root, path)
-		}
-		if err := spliceFile(path, md); err != nil {
-			return err
-		}
-		progress("wrote %s", path)
-	}
-	return nil
+	fmt.Print(rep.markdown())
+	return write(rep)
 }
 
 func progress(format string, args ...any) {
@@ -213,6 +230,17 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 	if err := checkSpace(k.Size); err != nil {
 		return res, err
 	}
+	if e.cfg.quiet > 0 {
+		p, err := waitQuiet(ctx, e.cfg.quiet, e.cfg.quietW)
+		if err != nil {
+			return res, err
+		}
+		if p >= e.cfg.quiet {
+			progress("  other processes still use %.0f%% of a CPU; running anyway", p)
+		}
+	}
+	c0 := sampleCPU()
+	defer func() { res.Foreign = foreignPercent(c0, sampleCPU()) }()
 	hot := e.cfg.hot
 	if hot == 0 {
 		hot = k.Size
@@ -230,7 +258,8 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 	if err := sleep(ctx, e.cfg.warmup); err != nil {
 		return res, err
 	}
-	// Baseline: no crbpf at all.
+	// Baseline: no crbpf at all. Its window is also the "before" of the
+	// slowdown measurement.
 	if err := t.reset(); err != nil {
 		return res, err
 	}
@@ -243,8 +272,53 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 	}
 	res.BaseGap = w.MaxGap
 	res.BaseIPS = float64(w.Iters) / w.seconds()
-
 	timeout := time.Duration((60 + 30*gib) * float64(time.Second))
+
+	// Slowdown while write tracking is armed: pre-copy rounds that go on
+	// as long as the stop rules allow. It runs first, on a target that has
+	// never been write-protected (a page protected once costs a fault on
+	// its next write even after the protection is removed), and it also
+	// makes the measured checkpoints below write their images into memory
+	// the machine has used before: the first touch of fresh memory is slow
+	// on VMs and would penalize whichever mode came first.
+	s := &slowResult{}
+	res.Slow = s
+	r, cw, err := e.checkpoint(ctx, t, timeout, "--precopy", "8", "--max-downtime", "1ns")
+	if err != nil {
+		s.Err = err.Error()
+		return res, err
+	}
+	s.Rounds, s.Stop = len(r.Res.Rounds), r.Res.StopReason
+	if s.Before, err = t.counts(w.Start, w.End); err != nil {
+		return res, err
+	}
+	// The window ends where the target's gap of the final stop begins
+	// (else at the last round line, printed just before the stop).
+	end := r.End
+	if fg, ok := freezeGap(r, cw); ok {
+		end = fg.At
+	} else if n := len(r.RoundAt); n > 0 {
+		end = r.RoundAt[n-1]
+	}
+	end -= int64(time.Millisecond) // a bucket is a millisecond
+	// Round 0 starts right after tracking is armed.
+	start := r.Start
+	if len(r.RoundAt) > 0 && len(r.Res.Rounds) > 0 {
+		start = r.RoundAt[0] - int64(r.Res.Rounds[0].Seconds*1e9)
+	}
+	if s.Armed, err = t.counts(start, end); err != nil {
+		return res, err
+	}
+	if len(r.RoundAt) > 0 {
+		if s.Later, err = t.counts(r.RoundAt[0], end); err != nil {
+			return res, err
+		}
+	}
+	if err := sleep(ctx, e.cfg.settle); err != nil {
+		return res, err
+	}
+
+	// The measured pair, in an order that alternates between repetitions.
 	pre := []string{"--precopy", "auto"}
 	if e.cfg.budget > 0 {
 		pre = append(pre, "--max-downtime", e.cfg.budget.String())
@@ -268,47 +342,6 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 			return res, err
 		}
 		if err := sleep(ctx, e.cfg.settle); err != nil {
-			return res, err
-		}
-	}
-
-	// Slowdown while write tracking is armed: a window without crbpf, then
-	// pre-copy rounds that go on as long as the stop rules allow.
-	s := &slowResult{}
-	res.Slow = s
-	a0 := monoNow()
-	if err := sleep(ctx, e.cfg.window); err != nil {
-		return res, err
-	}
-	a1 := monoNow()
-	r, w, err := e.checkpoint(ctx, t, timeout, "--precopy", "8", "--max-downtime", "1ns")
-	if err != nil {
-		s.Err = err.Error()
-		return res, err
-	}
-	s.Rounds, s.Stop = len(r.Res.Rounds), r.Res.StopReason
-	if s.Before, err = t.counts(a0, a1); err != nil {
-		return res, err
-	}
-	// The window ends where the target's gap of the final stop begins
-	// (else at the last round line, printed just before the stop).
-	end := r.End
-	if fg, ok := freezeGap(r, w); ok {
-		end = fg.At
-	} else if n := len(r.RoundAt); n > 0 {
-		end = r.RoundAt[n-1]
-	}
-	end -= int64(time.Millisecond) // a bucket is a millisecond
-	// Round 0 starts right after tracking is armed.
-	start := r.Start
-	if len(r.RoundAt) > 0 && len(r.Res.Rounds) > 0 {
-		start = r.RoundAt[0] - int64(r.Res.Rounds[0].Seconds*1e9)
-	}
-	if s.Armed, err = t.counts(start, end); err != nil {
-		return res, err
-	}
-	if len(r.RoundAt) > 0 {
-		if s.Later, err = t.counts(r.RoundAt[0], end); err != nil {
 			return res, err
 		}
 	}

@@ -97,6 +97,7 @@ func startTarget(bin string, sizeMiB, hotMiB int, rate float64, ready time.Durat
 	t.pid = cmd.Process.Pid
 	go func() {
 		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20) // "G" answers are long
 		for sc.Scan() {
 			t.lines <- sc.Text()
 		}
@@ -168,7 +169,7 @@ type window struct {
 	Pages      uint64
 	MaxGap     time.Duration
 	MaxGapAt   int64 // when the largest gap began
-	Gaps       []gap // the gaps of at least 1 ms, in time order
+	Gaps       []gap // the largest gaps of at least 1 ms, in time order
 }
 
 // gap is one long wait between two iterations of the target's loop.

@@ -24,7 +24,7 @@
 // answered with one line on stdout (times are CLOCK_MONOTONIC nanoseconds):
 //   R          reset the window: "R <now>"
 //   Q          the window so far: "Q <start> <now> <iters> <pages> <max_gap> <max_gap_at>"
-//   G          the gaps of at least 1 ms in the window (the first 512):
+//   G          the gaps of at least 1 ms in the window (the 512 largest):
 //              "G <gap> <at> <gap> <at> ..."
 //   C <t0> <t1>  sums of the buckets in [t0, t1):
 //              "C <iters> <pages> <write_ns> <buckets>"
@@ -48,10 +48,27 @@
 #define GAP_MIN 1000000 /* ns */
 #define NGAPS 512
 
-/* The gaps of at least GAP_MIN since the last reset (the first NGAPS), to
+/* The gaps of at least GAP_MIN since the last reset (the NGAPS largest), to
  * tell a checkpoint's stops (arming, freeze) from being scheduled out. */
 static uint64_t gap_len[NGAPS], gap_at[NGAPS];
 static int ngaps;
+
+static void note_gap(uint64_t len, uint64_t at) {
+	int i = ngaps;
+	if (ngaps == NGAPS) {
+		/* Full: replace the smallest, if this one is larger. */
+		i = 0;
+		for (int k = 1; k < NGAPS; k++)
+			if (gap_len[k] < gap_len[i])
+				i = k;
+		if (gap_len[i] >= len)
+			return;
+	} else {
+		ngaps++;
+	}
+	gap_len[i] = len;
+	gap_at[i] = at;
+}
 
 static uint64_t now_ns(void) {
 	struct timespec ts;
@@ -128,10 +145,8 @@ int main(int argc, char **argv) {
 			max_gap = gap;
 			max_gap_at = now - gap;
 		}
-		if (gap >= GAP_MIN && ngaps < NGAPS) {
-			gap_len[ngaps] = gap;
-			gap_at[ngaps++] = now - gap;
-		}
+		if (gap >= GAP_MIN)
+			note_gap(gap, now - gap);
 		uint64_t b = (now - t_start) / 1000000;
 		if (b >= NBUCKETS)
 			return 0;
