@@ -57,7 +57,8 @@ type ckptRun struct {
 	// arrived: the target was frozen then.
 	StoppedAt int64
 	// Steps are the freeze steps of the -v log: time since the stop when
-	// each step ended ("ptrace+proc", "maps+files", "final copy").
+	// each step ended ("state", "proc+files", "final copy"; the last two
+	// run beside the first).
 	Steps  map[string]time.Duration
 	Stderr string
 }

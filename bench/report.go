@@ -403,15 +403,16 @@ func (rp *report) markdown() string {
 
 	p("### Where the stops go (ms, medians)")
 	p("")
-	p("From the `crbpf -v` log, times since the final stop: *state* is the end of the ptrace and /proc")
-	p("reads (and of injected calls when the task state must be read again), *maps* the end of the")
-	p("/proc/PID/maps and fd reads, *copy* the end of the page copy (all pages for a full freeze, the")
-	p("last dirty ones for pre-copy). *crbpf* (`freeze_seconds`) ends before the registers are put back")
+	p("From the `crbpf -v` log, times since the final stop: *state* is the end of the ptrace reads (and")
+	p("of injected calls when the task state must be read again); then, side by side, *proc+files*")
+	p("ends the /proc reads and the fd table, and *copy* the /proc/PID/maps read and the page copy (all")
+	p("pages for a full freeze, the last dirty ones for pre-copy). *crbpf* (`freeze_seconds`) ends")
+	p("when all three are done, before the registers are put back")
 	p("and the task detached. *freeze gap − crbpf* is the part of the final stop crbpf's clock does not")
 	p("see. *Largest other gap* is the longest the target waited outside the final stop during the run,")
 	p("and when it began (before the stop; arming and round 0; later rounds; after resume).")
 	p("")
-	p("| R MiB | W MiB/s | mode | state | maps | copy | crbpf | freeze gap | freeze gap − crbpf | largest other gap | began |")
+	p("| R MiB | W MiB/s | mode | state | proc+files | copy | crbpf | freeze gap | freeze gap − crbpf | largest other gap | began |")
 	p("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, c := range rp.Cases {
 		for _, full := range []bool{true, false} {
@@ -448,7 +449,7 @@ func (rp *report) markdown() string {
 			for _, k := range order {
 				ph = append(ph, fmt.Sprintf("%s ×%d", k, phases[k]))
 			}
-			p("%s %s | %s | %s | %s | %s | %s | %s | %s | %s |", c.label(), mode, step("ptrace+proc"), step("maps+files"), step("final copy"),
+			p("%s %s | %s | %s | %s | %s | %s | %s | %s | %s |", c.label(), mode, step("state"), step("proc+files"), step("final copy"),
 				get(func(m *modeResult) (float64, bool) { return ms(m.Freeze), true }),
 				get(func(m *modeResult) (float64, bool) { return ms(m.FreezeGap), m.FreezeGap > 0 }),
 				get(func(m *modeResult) (float64, bool) { return ms(m.FreezeGap - m.Freeze), m.FreezeGap > 0 }),

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/crbpf/crbpf/dirty"
@@ -123,6 +126,12 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if o.Dir != "" {
+		// Refuse an existing image before a crid is spent on it.
+		if _, err := os.Lstat(o.Dir); err == nil {
+			return nil, fmt.Errorf("create image %s: %w", o.Dir, fs.ErrExist)
+		}
+	}
 	id, err := o.NewCRID()
 	if err != nil {
 		return nil, fmt.Errorf("issue crid: %w", err)
@@ -132,7 +141,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 	w, err := writer.Create(o.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("create image %s: %w", o.Dir, err)
+		return nil, err
 	}
 	committed := false
 	defer func() {
@@ -469,33 +478,37 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := collectPtrace(s.task, &img.Task); err != nil {
-		return err
-	}
-	if err := c.collectProc(status, s.mask); err != nil {
-		return err
-	}
-	c.log.Debug("freeze step", "step", "ptrace+proc", "since_stop", s.held())
-	if img.VMAs, err = readVMAs(pid); err != nil {
-		return err
-	}
-	if img.Files, err = collectFiles(pid); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.log.Debug("freeze step", "step", "maps+files", "since_stop", s.held())
-	st, err := cp.SyncFrozen(img.VMAs)
-	if err != nil {
-		return err
-	}
-	if err := cp.FixFilePages(img.VMAs); err != nil {
+	// Nothing is injected from here on: the memory (maps, last scan and
+	// copy) and the /proc reads (files, ids) run beside the ptrace reads,
+	// which must stay on this thread.
+	var st precopy.Stats
+	var memErr, procErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if img.VMAs, memErr = readVMAs(pid); memErr != nil {
+			return
+		}
+		if st, memErr = cp.SyncFrozen(img.VMAs); memErr != nil {
+			return
+		}
+		memErr = cp.FixFilePages(img.VMAs)
+		c.log.Debug("final copy done", "dirty_pages", st.DirtyPages, "new_pages", st.NewPages, "bytes", st.Bytes,
+			"duration", st.Duration, "since_stop", s.held())
+	})
+	wg.Go(func() {
+		if procErr = c.collectProc(status, s.mask); procErr != nil {
+			return
+		}
+		img.Files, procErr = collectFiles(pid)
+		c.log.Debug("freeze step", "step", "proc+files", "since_stop", s.held())
+	})
+	ptraceErr := collectPtrace(s.task, &img.Task)
+	c.log.Debug("freeze step", "step", "state", "since_stop", s.held())
+	wg.Wait()
+	if err := errors.Join(ptraceErr, procErr, memErr); err != nil {
 		return err
 	}
 	res.FinalDirtyPages = st.DirtyPages + st.NewPages
-	c.log.Debug("final copy done", "dirty_pages", st.DirtyPages, "new_pages", st.NewPages, "bytes", st.Bytes,
-		"duration", st.Duration, "since_stop", s.held())
 	saved := s.regs
 	if err := fixRseq(pid, img.Task.Rseq, &saved); err != nil {
 		return err

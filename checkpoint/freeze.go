@@ -61,16 +61,26 @@ func stop(pid int) (s *stopped, err error) {
 	if err := task.SetSigMask(^uint64(0)); err != nil {
 		return s, err
 	}
-	maps, err := procfs.ReadMaps(pid)
-	if err != nil {
-		return s, err
-	}
-	ip, err := findSyscallInsn(pid, maps)
-	if err != nil {
-		return s, err
-	}
-	s.in = &ptrace.Injector{Task: task, SyscallIP: ip, Base: s.regs}
 	return s, nil
+}
+
+// injector returns the Injector of the stopped task, setting it up on first
+// use: a freeze that injects nothing does not pay for finding a syscall
+// instruction (a /proc/PID/maps read and a [vdso] read, ~0.5 ms here).
+func (s *stopped) injector() (*ptrace.Injector, error) {
+	if s.in != nil {
+		return s.in, nil
+	}
+	maps, err := procfs.ReadMaps(s.pid)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := findSyscallInsn(s.pid, maps)
+	if err != nil {
+		return nil, err
+	}
+	s.in = &ptrace.Injector{Task: s.task, SyscallIP: ip, Base: s.regs}
+	return s.in, nil
 }
 
 // interrupt stops the seized task and waits for the interrupt stop,

@@ -57,16 +57,20 @@ func (in *injected) apply(t *image.Task, mm *image.MM) {
 // injectState reads it through a scratch page mapped into the stopped
 // target for the occasion. Precondition: tracer thread, s stopped.
 func injectState(s *stopped, status *procfs.Status) (*injected, error) {
-	addr, err := s.in.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
+	inj, err := s.injector()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := inj.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
 	if err != nil {
 		return nil, err
 	}
 	var in injected
 	var mm image.MM
-	injErr := collectInjected(s.in, scratch{pid: s.pid, addr: addr}, status, &in.task, &mm)
+	injErr := collectInjected(inj, scratch{pid: s.pid, addr: addr}, status, &in.task, &mm)
 	in.brk = mm.Brk
-	if _, err := s.in.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
+	if _, err := inj.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
 		return nil, errors.Join(injErr, err)
 	}
 	if injErr != nil {

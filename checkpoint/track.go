@@ -25,7 +25,11 @@ type uffdTracker struct {
 // unchanged. crbpf closing its copy, or dying, removes all protection.
 // Precondition: called on the tracer thread with s stopped.
 func armTracking(s *stopped) (t *uffdTracker, err error) {
-	tfd, err := s.in.Call("userfaultfd", unix.SYS_USERFAULTFD, dirty.UserfaultfdFlags)
+	inj, err := s.injector()
+	if err != nil {
+		return nil, err
+	}
+	tfd, err := inj.Call("userfaultfd", unix.SYS_USERFAULTFD, dirty.UserfaultfdFlags)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
 			return nil, fmt.Errorf("userfaultfd in pid %d: %w", s.pid, dirty.ErrNotSupported)
@@ -33,7 +37,7 @@ func armTracking(s *stopped) (t *uffdTracker, err error) {
 		return nil, err
 	}
 	defer func() {
-		if _, cerr := s.in.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
+		if _, cerr := inj.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
