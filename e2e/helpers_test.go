@@ -42,6 +42,7 @@ type checkpointResult struct {
 	FreezeSeconds float64 `json:"freeze_seconds"`
 	PagesWritten  uint64  `json:"pages_written"`
 	BytesWritten  uint64  `json:"bytes_written"`
+	Mode          string  `json:"mode"`
 }
 
 // checkpoint runs `crbpf checkpoint --json -o img [flags...] pid`, requires

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crbpf/crbpf/checkpoint"
+	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/spf13/cobra"
 )
@@ -98,9 +99,18 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
+			var issued uint64
+			newCRID := func() (uint64, error) {
+				id, err := counter.Next()
+				if err == nil {
+					issued = id
+				}
+				return id, err
+			}
+			started := time.Now()
 			res, err := checkpoint.Run(cmd.Context(), tr, checkpoint.Options{
 				PID: pid, Dir: out, Kill: kill, Version: crbpfVersion(), Log: g.logger(),
-				NewCRID: counter.Next, Precopy: rounds, MaxDowntime: maxDowntime,
+				NewCRID: newCRID, Precopy: rounds, MaxDowntime: maxDowntime,
 				Progress: func(r checkpoint.Round) {
 					faults := ""
 					if r.FaultTelemetry {
@@ -113,6 +123,12 @@ the target is put back exactly as it was and keeps running.`,
 						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
 						float64(r.Bytes)/r.Duration.Seconds()/1e6, faults, r.PredictedFreeze.Round(time.Microsecond))
 				},
+			})
+			g.recordMetrics(func(s *metrics.Set) {
+				if issued != 0 {
+					s.CRIDIssued(issued)
+				}
+				s.ObserveCheckpoint(checkpointMetrics(res, err, time.Since(started)))
 			})
 			if err != nil {
 				if errors.Is(err, context.Canceled) {

@@ -71,10 +71,11 @@ func (e *exitError) Error() string {
 func (e *exitError) Unwrap() error { return e.err }
 
 type globals struct {
-	stateDir string
-	verbose  bool
-	stdout   io.Writer
-	stderr   io.Writer
+	stateDir        string
+	verbose         bool
+	metricsTextfile string
+	stdout          io.Writer
+	stderr          io.Writer
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -119,6 +120,8 @@ restarts it from that image, in a new process, where it left off.
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", crid.StateDirFromEnv(),
 		"directory holding the crid counter (env CRBPF_STATE_DIR)")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
+	root.PersistentFlags().StringVar(&g.metricsTextfile, "metrics-textfile", "",
+		"add this run's figures (checkpoints, restarts, crids, durations) to a node_exporter textfile-collector `FILE`")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w\n%s", err, c.UsageString())}
 	})

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/crbpf/crbpf/restore"
 	"github.com/spf13/cobra"
@@ -78,9 +80,19 @@ the PID.`,
 			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
+			started := time.Now()
 			res, err := restore.Run(cmd.Context(), tr, restore.Options{
 				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(), Verify: true,
 				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, Inherit: inherit,
+			})
+			g.recordMetrics(func(s *metrics.Set) {
+				r := metrics.Restart{Result: metrics.ResultOK, Duration: time.Since(started)}
+				if err != nil {
+					r.Result = metrics.ResultError
+				} else {
+					r.Duration = res.Duration
+				}
+				s.ObserveRestart(r)
 			})
 			if err != nil {
 				if errors.Is(err, restore.ErrPIDTaken) {
