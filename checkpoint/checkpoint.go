@@ -551,6 +551,17 @@ func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
 		return err
 	}
 	t.Umask = status.Umask
+	t.Creds = creds(status)
+	// From /proc: prlimit(2) on a process of another user needs
+	// CAP_SYS_RESOURCE, which root may lack (containers).
+	limits, err := procfs.ReadLimits(pid)
+	if err != nil {
+		return err
+	}
+	t.Rlimits = t.Rlimits[:0]
+	for _, l := range limits {
+		t.Rlimits = append(t.Rlimits, image.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max})
+	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return fmt.Errorf("uname: %w", err)
@@ -560,4 +571,16 @@ func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
 		KernelRelease: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
 		CrbpfVersion: c.opts.Version, Comm: t.Comm, Exe: img.MM.ExePath, Cmdline: cmdline}
 	return nil
+}
+
+// creds are the task's ids from its status.
+func creds(st *procfs.Status) *image.Creds {
+	c := &image.Creds{NoNewPrivs: st.NoNewPrivs != 0}
+	for i := range 4 {
+		c.UID[i], c.GID[i] = uint32(st.Uid[i]), uint32(st.Gid[i])
+	}
+	for _, g := range st.Groups {
+		c.Groups = append(c.Groups, uint32(g))
+	}
+	return c
 }

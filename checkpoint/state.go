@@ -234,16 +234,6 @@ func collectPtrace(task *ptrace.Task, t *image.Task) error {
 		return fmt.Errorf("get_robust_list of %d: %w", task.TID, e)
 	}
 	t.RobustList = image.RobustList{Head: head, Len: size}
-	for res := 0; res < 16; res++ {
-		var lim unix.Rlimit
-		if err := unix.Prlimit(task.TID, res, nil, &lim); err != nil {
-			if errors.Is(err, unix.EINVAL) {
-				break
-			}
-			return fmt.Errorf("prlimit %d of %d: %w", res, task.TID, err)
-		}
-		t.Rlimits = append(t.Rlimits, image.Rlimit{Resource: res, Cur: lim.Cur, Max: lim.Max})
-	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ const (
 	MaxSignal     = 64                       // highest signal number (_NSIG)
 	MaxPending    = 1 << 16                  // queued signals, each of Task.Pending and Task.SharedPend
 	MaxRlimits    = 64                       // Task.Rlimits entries; Resource < MaxRlimits
+	MaxGroups     = 1024                     // Task.Creds.Groups entries (restart passes them in one page)
 	MaxITimers    = 3                        // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
 	MaxPosixTimer = 1 << 16                  // Task.PosixTimers entries
 	MaxRounds     = 1 << 16                  // Stats.Rounds entries

@@ -117,6 +117,17 @@ type Task struct {
 	Affinity []uint64 `json:"affinity,omitempty"`
 	// Nice is the nice value (-20..19).
 	Nice int `json:"nice,omitempty"`
+	// Creds are the process's user and group ids; nil in images from
+	// before they were saved (restart then keeps the restarter's).
+	Creds *Creds `json:"creds,omitempty"`
+}
+
+// Creds are a task's credentials as /proc/PID/status shows them.
+type Creds struct {
+	UID        [4]uint32 `json:"uid"` // real, effective, saved, filesystem
+	GID        [4]uint32 `json:"gid"`
+	Groups     []uint32  `json:"groups,omitempty"` // supplementary groups
+	NoNewPrivs bool      `json:"no_new_privs,omitempty"`
 }
 
 // SigAction is one installed handler (only non-default dispositions are saved).

@@ -225,6 +225,9 @@ func (img *Image) validateTask() error {
 	if len(t.PosixTimers) > MaxPosixTimer {
 		return invalid("task", "%d posix timers, limit %d", len(t.PosixTimers), MaxPosixTimer)
 	}
+	if t.Creds != nil && len(t.Creds.Groups) > MaxGroups {
+		return invalid("task", "%d supplementary groups, limit %d", len(t.Creds.Groups), MaxGroups)
+	}
 	return nil
 }
 

@@ -288,6 +288,7 @@ func (r *restorer) run(ctx context.Context, stubFD int, pages *os.File) error {
 		{"restore memory", func() error { return r.restoreMemory() }},
 		{"restore mm", r.restoreMM},
 		{"restore task state", r.restoreTaskState},
+		{"restore credentials", r.restoreCreds},
 		{"restore files", r.restoreFiles},
 		{"resume", r.finish},
 	}

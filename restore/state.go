@@ -421,3 +421,51 @@ func (r *restorer) finish() error {
 	}
 	return r.task.Detach()
 }
+
+// restoreCreds gives the process its saved user and group ids, after every
+// step that needs crbpf's privileges and before files are reopened, so that
+// those opens are checked against the process's own ids. Images without
+// credentials keep the restarter's.
+func (r *restorer) restoreCreds() error {
+	c := r.img.Task.Creds
+	if c == nil {
+		return nil
+	}
+	groups := make([]byte, 4*len(c.Groups))
+	for i, g := range c.Groups {
+		binary.LittleEndian.PutUint32(groups[4*i:], g)
+	}
+	addr, err := r.put(0, groups)
+	if err != nil {
+		return err
+	}
+	if _, err := r.call("setgroups", unix.SYS_SETGROUPS, uint64(len(c.Groups)), addr); err != nil {
+		return err
+	}
+	if _, err := r.call("setresgid", unix.SYS_SETRESGID, uint64(c.GID[0]), uint64(c.GID[1]), uint64(c.GID[2])); err != nil {
+		return err
+	}
+	// setfsgid and setfsuid return the previous id, never an error.
+	if _, err := r.call("setfsgid", unix.SYS_SETFSGID, uint64(c.GID[3])); err != nil {
+		return err
+	}
+	if _, err := r.call("setresuid", unix.SYS_SETRESUID, uint64(c.UID[0]), uint64(c.UID[1]), uint64(c.UID[2])); err != nil {
+		return err
+	}
+	if _, err := r.call("setfsuid", unix.SYS_SETFSUID, uint64(c.UID[3])); err != nil {
+		return err
+	}
+	if c.UID[0] == c.UID[1] && c.UID[1] == c.UID[2] && c.GID[0] == c.GID[1] && c.GID[1] == c.GID[2] {
+		// Changing ids made the process non-dumpable; an ordinary
+		// process (not set-id) was dumpable.
+		if _, err := r.call("prctl(PR_SET_DUMPABLE, 1)", unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1); err != nil {
+			return err
+		}
+	}
+	if c.NoNewPrivs {
+		if _, err := r.call("prctl(PR_SET_NO_NEW_PRIVS, 1)", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
