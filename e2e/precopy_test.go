@@ -524,3 +524,32 @@ func TestPrecopyCorrectness(t *testing.T) {
 		}
 	}
 }
+
+// TestPrecopySparse: pre-copy of a process with a large, mostly untouched
+// mapping leaves it as sparse as it was. Write-protecting never-populated
+// pages leaves markers that pagemap shows as swapped; copying those as if
+// they were pages allocated the whole mapping in the target.
+func TestPrecopySparse(t *testing.T) {
+	testutil.RequireRoot(t)
+	tg := testutil.StartTarget(t, target(t, "sparse"))
+	tg.WaitLine(t, "TICK 2", timeout)
+	rss := func() int64 {
+		st, err := testutil.Status(tg.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, err := strconv.ParseInt(strings.Fields(st["RssAnon"])[0], 10, 64)
+		if err != nil {
+			t.Fatalf("RssAnon %q: %v", st["RssAnon"], err)
+		}
+		return kb
+	}
+	before := rss()
+	img := imgDir(t, "img")
+	_, pr := precopyCheckpoint(t, tg.PID, img, "--precopy", "3", "--max-downtime", "1ns")
+	if after := rss(); after > before+1024 {
+		t.Errorf("RssAnon grew from %d kB to %d kB over a pre-copy checkpoint (%d rounds)", before, after, len(pr.Rounds))
+	}
+	tg.WaitLine(t, "TICK", timeout)
+	testutil.RequireUntouched(t, tg.PID)
+}

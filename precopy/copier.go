@@ -86,7 +86,6 @@ type Copier struct {
 	pm      []procfs.PagemapEntry
 	scan    []Range
 
-	swapInUse bool     // the target has pages in swap (VmSwap > 0)
 	known     rangeSet // copied whole and tracked (or no tracker)
 	untracked rangeSet // Track failed: copied whole every Sync
 	retry     rangeSet // unreadable while the target ran: copied whole by the next Sync
@@ -154,11 +153,6 @@ func (c *Copier) SyncFrozen(vmas []image.VMA) (Stats, error) {
 
 func (c *Copier) sync(vmas []image.VMA) (Stats, error) {
 	t0 := time.Now()
-	st0, err := procfs.ReadStatus(c.pid)
-	if err != nil {
-		return Stats{}, err
-	}
-	c.swapInUse = st0.VmSwap > 0
 	var st Stats
 	c.stats = &st
 	defer func() { c.stats = nil }()
@@ -171,7 +165,7 @@ func (c *Copier) sync(vmas []image.VMA) (Stats, error) {
 			return st, err
 		}
 	}
-	err = c.flush()
+	err := c.flush()
 	st.Duration = time.Since(t0)
 	return st, err
 }
@@ -280,7 +274,7 @@ func (c *Copier) copyWhole(v *image.VMA, r Range) error {
 		// often absent from this process's page tables: read it all.
 		ranges = []Range{r}
 	case image.KindAnon:
-		sel, err := c.selectPages(r, func(e procfs.PagemapEntry) bool { return e.Present() || e.Swapped() })
+		sel, err := c.selectPages(r, func(e procfs.PagemapEntry) bool { return e.Present() || (e.Swapped() && !e.PTEMarker()) })
 		if err != nil {
 			return err
 		}
@@ -304,11 +298,11 @@ func (c *Copier) copyWhole(v *image.VMA, r Range) error {
 
 // privateCopy selects the pages of a private file mapping that the process
 // changed: the others come back from the file. A non-present entry counts
-// only when it is really in swap: uffd-wp leaves a marker (shown as a swap
-// entry) where MADV_DONTNEED gave a protected page back to the file, and
-// where it protected a page never touched.
+// only when it is really in swap: uffd-wp leaves a PTE marker (shown as a
+// swap entry) where MADV_DONTNEED gave a protected page back to the file,
+// and where it protected a page never touched.
 func (c *Copier) privateCopy(e procfs.PagemapEntry) bool {
-	return (e.Present() || (e.Swapped() && c.swapInUse)) && !e.FileOrSharedAnon()
+	return (e.Present() || (e.Swapped() && !e.PTEMarker())) && !e.FileOrSharedAnon()
 }
 
 // copyDirty copies a range the Tracker reported written.
@@ -336,11 +330,6 @@ func (c *Copier) copyDirty(v *image.VMA, d Range) error {
 // them before. It covers MADV_DONTNEED of a still-protected page, which no
 // Tracker reports. Call it while the target is frozen, after the last Sync.
 func (c *Copier) FixFilePages(vmas []image.VMA) error {
-	st, err := procfs.ReadStatus(c.pid)
-	if err != nil {
-		return err
-	}
-	c.swapInUse = st.VmSwap > 0
 	for _, v := range vmas {
 		if v.Kind != image.KindFile {
 			continue

@@ -20,6 +20,17 @@ func (e PagemapEntry) Present() bool { return e&(1<<63) != 0 }
 // Swapped reports bit 62: the page is in swap.
 func (e PagemapEntry) Swapped() bool { return e&(1<<62) != 0 }
 
+// swpPTEMarker is the swap type of a PTE marker (SWP_PTE_MARKER: the
+// highest of the 5-bit swap types on x86_64; real swap devices use the
+// lowest, migration and device entries those just below it).
+const swpPTEMarker = 31
+
+// PTEMarker reports a non-present entry that is a PTE marker, not a page:
+// userfaultfd write-protection of a page never populated or given back
+// (MADV_DONTNEED), or a poisoned or guard entry. pagemap shows it as
+// swapped (bit 62) with swap type 31 in bits 0-4. It holds no data.
+func (e PagemapEntry) PTEMarker() bool { return e.Swapped() && e&0x1f == swpPTEMarker }
+
 // FileOrSharedAnon reports bit 61: a page-cache page or shared anonymous
 // (shmem) page, as opposed to a private anonymous one (including COWed
 // copies of file pages).

@@ -180,3 +180,21 @@ func TestTimerSigevNotify(t *testing.T) {
 		}
 	}
 }
+
+func TestPTEMarker(t *testing.T) {
+	for _, c := range []struct {
+		e    PagemapEntry
+		want bool
+	}{
+		{0x420000000000003f, true},  // uffd-wp marker: swapped, uffd-wp, type 31, offset 1
+		{0x400000000000003f, true},  // a marker without the uffd-wp bit
+		{0x4000000000000021, false}, // swap device 1, offset 1: a page in swap
+		{0x400000000000003c, false}, // type 28: a migration entry, a page being moved
+		{0x830000000027fa3f, false}, // present
+		{0x000000000000001f, false}, // not swapped
+	} {
+		if got := c.e.PTEMarker(); got != c.want {
+			t.Errorf("%#x: PTEMarker %v, want %v", uint64(c.e), got, c.want)
+		}
+	}
+}
