@@ -53,6 +53,16 @@ type Options struct {
 	MaxDowntime time.Duration
 	// Progress, if set, is called after each pre-copy round.
 	Progress func(Round)
+
+	// Telemetry, if set, is eBPF telemetry loaded by the caller (a daemon
+	// keeps it attached): Run adds the target to it and removes it again,
+	// and does not close it. Nil: Run loads its own for a pre-copy.
+	Telemetry *loader.Tracker
+	// SelfConn marks the target's fd SelfConnFD as its connection to the
+	// daemon taking this checkpoint on its own request (a unix socket): it
+	// is saved as image.FileSelfConn instead of being refused.
+	SelfConn   bool
+	SelfConnFD int
 }
 
 // Round describes one pre-copy round.
@@ -120,7 +130,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 	// A first look at mappings and files refuses unsupported targets before
 	// they are stopped; the authoritative read happens while frozen.
-	if err := precheck(o.PID); err != nil {
+	if err := precheck(o.PID, o.selfConn()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -163,17 +173,21 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		// eBPF telemetry is optional: it says whether task state changed
 		// after the arming stop (so the freeze need not read it again by
 		// injection), and counts write faults per round.
-		lt, lerr := loader.Load(loader.Options{Logger: o.Log})
+		lt, lerr := o.Telemetry, error(nil)
+		if lt == nil {
+			if lt, lerr = loader.Load(loader.Options{Logger: o.Log}); lerr == nil {
+				defer lt.Close()
+			}
+		}
 		if lerr == nil {
-			if lerr = lt.Add(o.PID); lerr != nil {
-				lt.Close()
+			if lerr = lt.Add(o.PID); lerr == nil {
+				defer lt.Remove(o.PID)
 			}
 		}
 		if lerr != nil {
 			res.Telemetry = "reduced: " + lerr.Error()
 		} else {
 			c.telemetry = lt
-			defer lt.Close()
 			res.Telemetry = "ebpf"
 			if !lt.FaultTelemetry() {
 				res.Telemetry = "ebpf without page-fault tracepoints (no write-fault counts)"
@@ -373,7 +387,7 @@ func (c *ckpt) writeFaults() uint64 {
 }
 
 // precheck classifies mappings and fds without stopping the target.
-func precheck(pid int) error {
+func precheck(pid int, self int) error {
 	vmas, err := readVMAs(pid)
 	if err != nil {
 		return err
@@ -381,8 +395,17 @@ func precheck(pid int) error {
 	if err := checkSharedAnon(pid, vmas); err != nil {
 		return err
 	}
-	_, err = collectFiles(pid)
+	_, err = collectFiles(pid, self)
 	return err
+}
+
+// selfConn is the fd of the target's connection to the daemon taking the
+// checkpoint, or -1.
+func (o *Options) selfConn() int {
+	if !o.SelfConn {
+		return -1
+	}
+	return o.SelfConnFD
 }
 
 func gone(pid int, err error) error {
@@ -499,7 +522,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if procErr = c.collectProc(status, s.mask); procErr != nil {
 			return
 		}
-		img.Files, procErr = collectFiles(pid)
+		img.Files, procErr = collectFiles(pid, c.opts.selfConn())
 		c.log.Debug("freeze step", "step", "proc+files", "since_stop", s.held())
 	})
 	ptraceErr := collectPtrace(s.task, &img.Task)

@@ -14,14 +14,14 @@ var ttyMajors = map[uint32]bool{4: true, 5: true, 136: true, 137: true, 138: tru
 
 // collectFiles reads the target's fd table and refuses what restart cannot
 // reopen.
-func collectFiles(pid int) ([]image.File, error) {
+func collectFiles(pid int, self int) ([]image.File, error) {
 	fds, err := procfs.ReadFDs(pid)
 	if err != nil {
 		return nil, fmt.Errorf("read fds of pid %d: %w", pid, err)
 	}
 	out := make([]image.File, 0, len(fds))
 	for _, fd := range fds {
-		f, err := classifyFD(pid, fd)
+		f, err := classifyFD(pid, fd, fd.Num == self)
 		if err != nil {
 			return nil, err
 		}
@@ -30,7 +30,7 @@ func collectFiles(pid int) ([]image.File, error) {
 	return out, nil
 }
 
-func classifyFD(pid int, fd procfs.FD) (image.File, error) {
+func classifyFD(pid int, fd procfs.FD, self bool) (image.File, error) {
 	f := image.File{FD: fd.Num, Path: fd.Target, Flags: fd.Flags &^ unix.O_CLOEXEC, Cloexec: fd.Cloexec, Pos: fd.Pos}
 	what := fmt.Sprintf("fd %d (%s)", fd.Num, fd.Target)
 	unsupported := func(why string) (image.File, error) {
@@ -71,6 +71,12 @@ func classifyFD(pid int, fd procfs.FD) (image.File, error) {
 		}
 		f.Kind = image.FileStdio
 	case unix.S_IFSOCK:
+		if self {
+			// The connection the target asked for this checkpoint on:
+			// restart gives it a fresh socket holding the reply.
+			f.Kind, f.Path = image.FileSelfConn, ""
+			break
+		}
 		return unsupported("sockets are not supported yet")
 	default:
 		kind := fd.Target

@@ -196,7 +196,11 @@ const (
 	FileRegular = "regular" // reopened by path, flags and offset
 	FileChar    = "chardev" // reopened by path (/dev/null, ...)
 	FileStdio   = "stdio"   // terminal or pipe on fd 0-2: replaced by the restarter's own fd
-	FileDir     = "directory"
+	// FileSelfConn is the connection on which the process asked the daemon
+	// to checkpoint it: restart replaces it with a socket that holds the
+	// reply "you are the restored copy".
+	FileSelfConn = "self-connection"
+	FileDir      = "directory"
 )
 
 // File is one open file descriptor.

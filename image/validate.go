@@ -245,7 +245,7 @@ func validateFiles(files []File) error {
 			return invalid(where, "not above fd %d of file %d (unsorted or duplicate)", files[i-1].FD, i-1)
 		}
 		switch f.Kind {
-		case FileStdio:
+		case FileStdio, FileSelfConn:
 		case FileRegular, FileChar, FileDir:
 			if f.Path == "" {
 				return invalid(where, "%s without a path", f.Kind)

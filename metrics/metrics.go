@@ -263,6 +263,13 @@ func (s *Set) CRIDIssued(crid uint64) {
 	s.lastCRIDSet.Store(true)
 }
 
+// SetLastCRID exports crid as the last one issued without counting an
+// issuance: for a daemon starting on an existing counter.
+func (s *Set) SetLastCRID(crid uint64) {
+	s.lastCRID.Set(float64(crid))
+	s.lastCRIDSet.Store(true)
+}
+
 // ObserveCheckpoint records one finished checkpoint: every result counts in
 // crbpf_checkpoints_total; only ResultOK feeds the durations, rounds and
 // volumes.

@@ -384,3 +384,31 @@ func histogramCountSum(t *testing.T, s *Set, name string) (uint64, float64) {
 	t.Fatalf("no histogram %s", name)
 	return 0, 0
 }
+
+func TestSetLastCRID(t *testing.T) {
+	s := New(BuildInfo{Version: "v"}, nil)
+	s.SetLastCRID(41)
+	want := "# HELP crbpf_crids_issued_total " + help(t, s, "crbpf_crids_issued_total") + "\n# TYPE crbpf_crids_issued_total counter\ncrbpf_crids_issued_total 0\n"
+	if err := testutil.GatherAndCompare(s.Registry(), strings.NewReader(want), "crbpf_crids_issued_total"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(s.lastCRID); got != 41 {
+		t.Errorf("crbpf_last_crid %v, want 41", got)
+	}
+}
+
+// help is the help text of a family of s.
+func help(t *testing.T, s *Set, name string) string {
+	t.Helper()
+	fams, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f.GetHelp()
+		}
+	}
+	t.Fatalf("no family %s", name)
+	return ""
+}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/crbpf/crbpf/api"
 	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
@@ -87,6 +89,21 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become child subreaper: %w", os.NewSyscallError("prctl", err))
 	}
+	conns, err := selfConns(img, o.Inherit)
+	if err != nil {
+		return nil, err
+	}
+	if len(conns) > 0 {
+		inherit := maps.Clone(o.Inherit)
+		if inherit == nil {
+			inherit = map[int]*os.File{}
+		}
+		for fd, f := range conns {
+			defer f.Close()
+			inherit[fd] = f
+		}
+		o.Inherit = inherit
+	}
 	r := &restorer{img: img, opts: o, stubBase: stubBase, scratch: scratch, log: o.Log}
 	if o.Verify {
 		r.verified = make(chan error, 1)
@@ -103,6 +120,31 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	return &Result{PID: r.pid, SamePID: r.pid == img.Header.PID, Warnings: r.warnings, Duration: time.Since(start)}, nil
+}
+
+// selfConns makes, for each self-connection in the image that the caller
+// does not replace, a socket that holds the reply of a restored copy
+// (crid 0, restored from the image's crid) followed by end of file: the
+// process's pending read of the daemon's answer returns it.
+func selfConns(img *image.Image, inherit map[int]*os.File) (map[int]*os.File, error) {
+	out := map[int]*os.File{}
+	for _, f := range img.Files {
+		if f.Kind != image.FileSelfConn || inherit[f.FD] != nil {
+			continue
+		}
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("socket for self-connection fd %d: %w", f.FD, os.NewSyscallError("socketpair", err))
+		}
+		_, werr := unix.Write(fds[0], api.RestoredReply(img.Header.CRID))
+		unix.Close(fds[0])
+		if werr != nil {
+			unix.Close(fds[1])
+			return nil, fmt.Errorf("write the restored reply: %w", werr)
+		}
+		out[f.FD] = os.NewFile(uintptr(fds[1]), "self-connection")
+	}
+	return out, nil
 }
 
 // checkHost refuses images from another kernel or architecture.

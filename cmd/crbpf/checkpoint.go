@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crbpf/crbpf/api"
 	"github.com/crbpf/crbpf/checkpoint"
+	"github.com/crbpf/crbpf/client"
+	"github.com/crbpf/crbpf/daemon"
 	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/spf13/cobra"
@@ -43,6 +46,7 @@ type checkpointOutput struct {
 	Telemetry     string        `json:"telemetry,omitempty"`
 	StateReused   bool          `json:"state_reused"`
 	Warnings      []string      `json:"warnings,omitempty"`
+	InMemory      bool          `json:"in_memory,omitempty"` // kept by the daemon (Image is empty)
 }
 
 func newCheckpointCmd(g *globals) *cobra.Command {
@@ -52,6 +56,7 @@ func newCheckpointCmd(g *globals) *cobra.Command {
 		asJSON      bool
 		precopyFlag string
 		maxDowntime time.Duration
+		inMemory    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "checkpoint [flags] PID",
@@ -93,6 +98,26 @@ the target is put back exactly as it was and keeps running.`,
 				}
 				rounds = n
 			}
+			if inMemory && out != "" {
+				return usageErr("--in-memory and -o exclude each other")
+			}
+			dc, err := g.daemonClient(inMemory)
+			if err != nil {
+				return err
+			}
+			if dc != nil {
+				defer dc.Close()
+				req := api.Request{PID: pid, Precopy: precopyFlag, Kill: kill, InMemory: out == ""}
+				if cmd.Flags().Changed("max-downtime") {
+					req.MaxDowntime = maxDowntime.String()
+				}
+				if out != "" {
+					if req.Dir, err = filepath.Abs(out); err != nil {
+						return err
+					}
+				}
+				return g.checkpointViaDaemon(dc, req, asJSON)
+			}
 			counter, err := g.counter()
 			if err != nil {
 				return err
@@ -128,7 +153,7 @@ the target is put back exactly as it was and keeps running.`,
 				if issued != 0 {
 					s.CRIDIssued(issued)
 				}
-				s.ObserveCheckpoint(checkpointMetrics(res, err, time.Since(started)))
+				s.ObserveCheckpoint(daemon.CheckpointMetrics(res, err, time.Since(started)))
 			})
 			if err != nil {
 				if errors.Is(err, context.Canceled) {
@@ -179,6 +204,60 @@ the target is put back exactly as it was and keeps running.`,
 	cmd.Flags().BoolVar(&kill, "kill", false, "end the process once the image is complete")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&precopyFlag, "precopy", "auto", "pre-copy rounds while the process runs: N, 0 for a full freeze, or auto")
+	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "keep the image in the daemon's memory and print its crid (needs `crbpf daemon`)")
 	cmd.Flags().DurationVar(&maxDowntime, "max-downtime", checkpoint.DefaultMaxDowntime, "end pre-copy once the final copy is predicted to take at most this")
 	return cmd
+}
+
+// checkpointViaDaemon asks the daemon for the checkpoint and prints what
+// it answered like a local checkpoint.
+func (g *globals) checkpointViaDaemon(dc *client.Client, req api.Request, asJSON bool) error {
+	r, err := dc.Checkpoint(req, func(r api.Round) {
+		g.progress("round %d: %d dirty + %d new pages, %d bytes copied in %v", r.Round, r.DirtyPages, r.NewPages,
+			r.Bytes, time.Duration(r.Seconds*float64(time.Second)).Round(time.Microsecond))
+	})
+	if err != nil {
+		return daemonErr(err)
+	}
+	for _, crid := range r.Evicted {
+		g.progress("evicted in-memory image %d to make room (--memory-policy evict-oldest)", crid)
+	}
+	if asJSON {
+		return g.printJSON(checkpointOutput{CRID: r.CRID, Image: r.Image, PID: r.PID, FreezeSeconds: r.FreezeSeconds,
+			TotalSeconds: r.TotalSeconds, PagesWritten: r.PagesWritten, BytesWritten: r.BytesWritten, Killed: r.Killed,
+			Mode: r.Mode, StopReason: r.StopReason, InMemory: r.InMemory})
+	}
+	state := "resumed"
+	if r.Killed {
+		state = "killed"
+	}
+	where := r.Image
+	if r.InMemory {
+		where = "the daemon's memory"
+	}
+	fmt.Fprintf(g.stdout, "crid %d: pid %d checkpointed to %s (%s; %s, frozen %.3f ms; image %d pages, %d bytes)\n",
+		r.CRID, r.PID, where, state, r.Mode, r.FreezeSeconds*1e3, r.PagesWritten, r.BytesWritten)
+	return nil
+}
+
+// daemonErr maps a daemon's refusal to the CLI's exit codes.
+func daemonErr(err error) error {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	code := exitFailure
+	switch ae.Code {
+	case api.CodeBadRequest:
+		code = exitUsage
+	case api.CodeGone:
+		code = exitTargetGone
+	case api.CodeForbidden:
+		code = exitPrivilege
+	case api.CodeRefused:
+		code = exitUnsupported
+	case api.CodeNotFound:
+		code = exitBadImage
+	}
+	return &exitError{code: code, err: fmt.Errorf("daemon: %s", ae.Message)}
 }

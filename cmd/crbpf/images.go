@@ -14,11 +14,11 @@ import (
 func newImagesCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "images",
-		Short: "Inspect and verify checkpoint images",
+		Short: "List, inspect, verify, save and drop checkpoint images",
 		Example: `  crbpf images show ./crbpf-42
   crbpf images verify ./crbpf-42`,
 	}
-	cmd.AddCommand(newImagesShowCmd(g), newImagesVerifyCmd(g))
+	cmd.AddCommand(newImagesShowCmd(g), newImagesVerifyCmd(g), newImagesLsCmd(g), newImagesSaveCmd(g), newImagesDropCmd(g))
 	return cmd
 }
 

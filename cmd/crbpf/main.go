@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/crbpf/crbpf/api"
 	"github.com/crbpf/crbpf/checkpoint"
 	"github.com/crbpf/crbpf/crid"
 	"github.com/crbpf/crbpf/image"
@@ -74,8 +75,18 @@ type globals struct {
 	stateDir        string
 	verbose         bool
 	metricsTextfile string
+	socket          string
 	stdout          io.Writer
 	stderr          io.Writer
+}
+
+// daemonLogger logs at info level (debug with -v) to stderr.
+func (g *globals) daemonLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -122,10 +133,12 @@ restarts it from that image, in a new process, where it left off.
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
 	root.PersistentFlags().StringVar(&g.metricsTextfile, "metrics-textfile", "",
 		"add this run's figures (checkpoints, restarts, crids, durations) to a node_exporter textfile-collector `FILE`")
+	root.PersistentFlags().StringVar(&g.socket, "socket", "",
+		"the crbpf daemon's socket (env CRBPF_SOCKET; default "+api.DefaultSocket+", used when a daemon answers there)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w\n%s", err, c.UsageString())}
 	})
-	root.AddCommand(newCheckpointCmd(g), newRestartCmd(g), newImagesCmd(g), newCheckCmd(g), newDemoCmd(g))
+	root.AddCommand(newCheckpointCmd(g), newRestartCmd(g), newImagesCmd(g), newCheckCmd(g), newDemoCmd(g), newDaemonCmd(g))
 	return root
 }
 

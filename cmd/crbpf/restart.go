@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crbpf/crbpf/api"
 	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
@@ -35,7 +36,7 @@ func newRestartCmd(g *globals) *cobra.Command {
 		mapFDs  []string
 	)
 	cmd := &cobra.Command{
-		Use:   "restart [flags] IMG",
+		Use:   "restart [flags] IMG|CRID",
 		Short: "Restart a process from an image",
 		Long: `Restores the process saved in IMG in a new process, where it left off.
 
@@ -54,8 +55,13 @@ In the foreground (default) crbpf waits for the process, forwards SIGTERM to
 it (and SIGINT, SIGHUP, SIGQUIT unless crbpf is the terminal's foreground
 job, whose signals the process receives directly), and exits with its exit
 status, or 128+N if signal N killed it. --detach returns at once and prints
-the PID.`,
+the PID.
+
+A CRID (a number that is not a directory here) names an image in the
+daemon's memory: the daemon restores it with crbpf's stdin, stdout and
+stderr; in the foreground crbpf waits for its exit through the daemon.`,
 		Example: `  crbpf restart ./crbpf-42
+  crbpf restart 42                  # from the daemon's memory
   crbpf restart --detach --json ./crbpf-42
   crbpf restart --pid strict ./crbpf-42
   crbpf restart --map-fd 1=2 ./crbpf-42 2>log.txt`,
@@ -74,6 +80,12 @@ the PID.`,
 				return err
 			}
 			dir := args[0]
+			if crid, ok := cridArg(dir); ok {
+				if len(inherit) > 0 || strict {
+					return usageErr("--map-fd and --pid strict are for image directories, not in-memory images")
+				}
+				return g.restartViaDaemon(crid, detach, asJSON)
+			}
 			img, err := image.Load(dir)
 			if err != nil {
 				return err
@@ -208,4 +220,76 @@ func terminalForeground() bool {
 		return false
 	}
 	return pgrp == unix.Getpgrp()
+}
+
+// cridArg reports whether arg names an in-memory image: a number that is
+// not a path here.
+func cridArg(arg string) (uint64, bool) {
+	n, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	if _, err := os.Lstat(arg); err == nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// restartViaDaemon has the daemon restore an in-memory image with crbpf's
+// stdio; in the foreground it waits for the process's exit (forwarding
+// SIGTERM, and SIGINT unless the terminal sends it there itself).
+func (g *globals) restartViaDaemon(crid uint64, detach, asJSON bool) error {
+	dc, err := g.daemonClient(true)
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	r, err := dc.Restart(api.Request{CRID: crid, Wait: !detach}, []*os.File{os.Stdin, os.Stdout, os.Stderr})
+	g.recordMetrics(func(s *metrics.Set) {
+		m := metrics.Restart{Result: metrics.ResultOK}
+		if err != nil {
+			m.Result = metrics.ResultError
+		} else {
+			m.Duration = time.Duration(r.RestoreSeconds * float64(time.Second))
+		}
+		s.ObserveRestart(m)
+	})
+	if err != nil {
+		return daemonErr(err)
+	}
+	out := restartOutput{PID: r.PID, CRID: r.CRID, SamePID: r.SamePID, RestoreSeconds: r.RestoreSeconds}
+	if detach {
+		if asJSON {
+			return g.printJSON(out)
+		}
+		fmt.Fprintln(g.stdout, r.PID)
+		return nil
+	}
+	if asJSON {
+		if err := g.printJSON(out); err != nil {
+			return err
+		}
+	}
+	sigs := make(chan os.Signal, 4)
+	fwd := []os.Signal{syscall.SIGTERM}
+	if !terminalForeground() {
+		fwd = append(fwd, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	} else {
+		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	}
+	signal.Notify(sigs, fwd...)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			unix.Kill(r.PID, s.(syscall.Signal))
+		}
+	}()
+	code, err := dc.WaitExit()
+	if err != nil {
+		return fmt.Errorf("wait for restored pid %d through the daemon: %w", r.PID, err)
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
 }
