@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/crbpf/crbpf/internal/testutil"
+)
+
+// TestSelfCheckpoint: a C program (with client/c/crbpf_self.c) and a
+// python3 program (with client/python/crbpf_self.py) checkpoint themselves
+// through the daemon: the original gets the crid (> 0) and goes on; the
+// copy restarted from that crid gets 0 and the crid it came from, with its
+// memory as it was.
+func TestSelfCheckpoint(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, lang := range []string{"c", "python"} {
+		t.Run(lang, func(t *testing.T) {
+			d := startDaemon(t)
+			var argv []string
+			if lang == "c" {
+				helper, err := filepath.Abs("../client/c/crbpf_self.c")
+				if err != nil {
+					t.Fatal(err)
+				}
+				argv = []string{testutil.BuildC(t, filepath.Join("testdata", "selfckpt.c"), helper), d.sock}
+			} else {
+				dir, err := filepath.Abs("../client/python")
+				if err != nil {
+					t.Fatal(err)
+				}
+				argv = []string{testutil.Python3(t), filepath.Join("testdata", "selfckpt.py"), d.sock, dir}
+			}
+			orig := testutil.StartTarget(t, argv...)
+			m := orig.WaitLineMatch(t, regexp.MustCompile(`^ORIGINAL crid=(\d+) state=12345$`), timeout)
+			crid, _ := strconv.ParseUint(m[1], 10, 64)
+			if crid == 0 {
+				t.Fatalf("original got crid %q", m[1])
+			}
+			orig.WaitLine(t, "TICK 2", timeout)
+
+			r, pid := restartDetached(t, m[1], "--socket", d.sock)
+			r.WaitLine(t, fmt.Sprintf("RESTORED from=%d state=12345", crid), timeout)
+			r.WaitLine(t, "TICK 2", timeout)
+			if pid == orig.PID {
+				t.Errorf("the copy has the original's pid %d, which is in use", pid)
+			}
+			for _, l := range append(orig.Lines(), r.Lines()...) {
+				if len(l) >= 5 && l[:5] == "ERROR" {
+					t.Errorf("%s", l)
+				}
+			}
+			orig.WaitLine(t, "TICK 5", timeout)
+		})
+	}
+}
