@@ -305,3 +305,49 @@ func TestDaemonNonRoot(t *testing.T) {
 		t.Errorf("restored as nobody: Uid %q, want %d", st["Uid"], nobody)
 	}
 }
+
+// TestDaemonShutdownMidCheckpoint: SIGTERM while the daemon is in the
+// middle of pre-copy rounds: the client is told, the daemon exits 0, and
+// the target is left running as it was: not traced, no userfaultfd, no
+// write-protected page, and it still passes its own check.
+func TestDaemonShutdownMidCheckpoint(t *testing.T) {
+	testutil.RequireRoot(t)
+	d := startDaemon(t)
+	tg, ci := startChurn(t, 256)
+	churnVerify(t, tg, tg.PID)
+	cp := testutil.StartCrbpf(t, "--socket", d.sock, "checkpoint", "--in-memory",
+		"--precopy", "50", "--max-downtime", "1ns", strconv.Itoa(tg.PID))
+	// Wait for the first round line: tracking is armed and rounds run.
+	deadline := time.Now().Add(timeout)
+	for roundsReported(cp) == 0 {
+		if cp.Exited() || time.Now().After(deadline) {
+			t.Fatalf("no round reported\n%s", cp.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Signal(t, unix.SIGTERM)
+	if code := cp.Wait(t, timeout); code == exitOK {
+		t.Errorf("checkpoint succeeded though the daemon was stopped mid-rounds\n%s", cp.Log())
+	}
+	if code := d.Wait(t, timeout); code != 0 {
+		t.Errorf("daemon exited %d\n%s", code, d.Log())
+	}
+	if msg := strings.Join(cp.Stderr(), "\n"); !regexp.MustCompile(`(?i)shut|cancel`).MatchString(msg) {
+		t.Errorf("the client was not told why: %s", msg)
+	}
+	st, err := testutil.Status(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["TracerPid"] != "0" || st["State"][:1] == "t" || st["State"][:1] == "T" {
+		t.Errorf("target left traced or stopped: TracerPid %s, State %s", st["TracerPid"], st["State"])
+	}
+	if u := userfaultfds(t, tg.PID); len(u) > 0 {
+		t.Errorf("target left with a userfaultfd: %v", u)
+	}
+	if mainProtected(tg.PID, ci) {
+		t.Errorf("target left with write-protected pages")
+	}
+	churnVerify(t, tg, tg.PID)
+	noBadLines(t, "the target", tg.Lines())
+}
