@@ -43,8 +43,17 @@ func TestSelfCheckpoint(t *testing.T) {
 			orig.WaitLine(t, "TICK 2", timeout)
 
 			r, pid := restartDetached(t, m[1], "--socket", d.sock)
-			r.WaitLine(t, fmt.Sprintf("RESTORED from=%d state=12345", crid), timeout)
+			// The copy shares crbpf's stdout and may print before crbpf's
+			// JSON, which restartDetached consumed: look at every line.
 			r.WaitLine(t, "TICK 2", timeout)
+			want := fmt.Sprintf("RESTORED from=%d state=12345", crid)
+			found := false
+			for _, l := range r.Lines() {
+				found = found || l == want
+			}
+			if !found {
+				t.Fatalf("the restored copy did not print %q\n%s", want, r.Log())
+			}
 			if pid == orig.PID {
 				t.Errorf("the copy has the original's pid %d, which is in use", pid)
 			}
