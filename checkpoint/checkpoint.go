@@ -234,7 +234,13 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 	defer cp.Close()
 	if tracker != nil {
-		if err := c.precopy(ctx, cp, res); err != nil {
+		// The rounds run beside the target: they must not take its CPUs
+		// (round 0 copies everything at full speed). The freeze, with the
+		// target stopped, runs at crbpf's own priority again.
+		restore := sched.Yield()
+		err := c.precopy(ctx, cp, res)
+		restore()
+		if err != nil {
 			return nil, err
 		}
 	}
