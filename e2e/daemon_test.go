@@ -192,6 +192,11 @@ func TestDaemon(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
+	if resp, err := http.Get("http://" + d.metrics + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET /healthz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if metricLine(t, m, `crbpf_ebpf_events_seen_total`) == 0 {
 		t.Errorf("eBPF saw no events over two checkpoints")
 	}

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/crbpf/crbpf/internal/testutil"
@@ -17,11 +20,11 @@ import (
 // memory as it was.
 func TestSelfCheckpoint(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, lang := range []string{"c", "python"} {
+	for _, lang := range []string{"c", "python", "c-nobody"} {
 		t.Run(lang, func(t *testing.T) {
 			d := startDaemon(t)
 			var argv []string
-			if lang == "c" {
+			if lang != "python" {
 				helper, err := filepath.Abs("../client/c/crbpf_self.c")
 				if err != nil {
 					t.Fatal(err)
@@ -34,7 +37,13 @@ func TestSelfCheckpoint(t *testing.T) {
 				}
 				argv = []string{testutil.Python3(t), filepath.Join("testdata", "selfckpt.py"), d.sock, dir}
 			}
-			orig := testutil.StartTarget(t, argv...)
+			cmd := exec.Command(argv[0], argv[1:]...)
+			if lang == "c-nobody" {
+				// An unprivileged process may always checkpoint itself;
+				// its copy runs as itself again.
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			}
+			orig := testutil.StartCmd(t, cmd)
 			m := orig.WaitLineMatch(t, regexp.MustCompile(`^ORIGINAL crid=(\d+) state=12345$`), timeout)
 			crid, _ := strconv.ParseUint(m[1], 10, 64)
 			if crid == 0 {
@@ -60,6 +69,15 @@ func TestSelfCheckpoint(t *testing.T) {
 			for _, l := range append(orig.Lines(), r.Lines()...) {
 				if len(l) >= 5 && l[:5] == "ERROR" {
 					t.Errorf("%s", l)
+				}
+			}
+			if lang == "c-nobody" {
+				st, err := testutil.Status(pid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f := strings.Fields(st["Uid"]); len(f) < 2 || f[1] != "65534" {
+					t.Errorf("the copy runs as uid %q, want 65534", st["Uid"])
 				}
 			}
 			orig.WaitLine(t, "TICK 5", timeout)
