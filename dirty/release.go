@@ -15,15 +15,16 @@ import (
 // then stalls for all of them at once: closing the userfaultfd of a 1 GiB
 // target stopped it for 0.2-0.55 s just after it had been resumed from a
 // 5 ms freeze. Steps of 4 MiB with a pause after each kept its longest
-// stall at the level of scheduling noise (10-30 ms here), for 0.6-1.2 s of
-// release per GiB; 8 MiB steps stalled it 65-110 ms (docs/benchmarks.md,
-// "Ending write tracking").
+// stall at the level of scheduling noise (10-30 ms here), for 1.2-1.6 s of
+// release per GiB with crbpf at nice 19; 8 MiB steps stalled it 65-110 ms
+// at crbpf's normal priority (docs/benchmarks.md, "Ending write
+// tracking").
 const ReleaseChunk = 4 << 20
 
 // releasePause is the pause after a step that took d: long enough for the
 // target to absorb the step before the next one.
 func releasePause(d time.Duration) time.Duration {
-	return 500*time.Microsecond + 2*d
+	return 200*time.Microsecond + d
 }
 
 // Release removes the protection from ranges (the ranges registered with
