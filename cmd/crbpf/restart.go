@@ -167,9 +167,10 @@ func parseMapFDs(vals []string) (map[int]*os.File, error) {
 	return out, nil
 }
 
-// waitForeground waits for the restored child, forwarding signals, and
-// returns the exit code crbpf should exit with.
-func waitForeground(pid int) (int, error) {
+// forwardSignals passes SIGTERM (and SIGINT, SIGHUP, SIGQUIT unless the
+// terminal sends those to pid itself, crbpf being its foreground job) on
+// to the restored process pid until the returned function is called.
+func forwardSignals(pid int) (stop func()) {
 	sigs := make(chan os.Signal, 8)
 	fwd := []os.Signal{syscall.SIGTERM}
 	if !terminalForeground() {
@@ -180,7 +181,6 @@ func waitForeground(pid int) (int, error) {
 		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
 	}
 	signal.Notify(sigs, fwd...)
-	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -192,7 +192,16 @@ func waitForeground(pid int) (int, error) {
 			}
 		}
 	}()
-	defer close(done)
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
+}
+
+// waitForeground waits for the restored child, forwarding signals, and
+// returns the exit code crbpf should exit with.
+func waitForeground(pid int) (int, error) {
+	defer forwardSignals(pid)()
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(pid, &ws, 0, nil)
@@ -270,20 +279,7 @@ func (g *globals) restartViaDaemon(crid uint64, detach, asJSON bool) error {
 			return err
 		}
 	}
-	sigs := make(chan os.Signal, 4)
-	fwd := []os.Signal{syscall.SIGTERM}
-	if !terminalForeground() {
-		fwd = append(fwd, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
-	} else {
-		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
-	}
-	signal.Notify(sigs, fwd...)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			unix.Kill(r.PID, s.(syscall.Signal))
-		}
-	}()
+	defer forwardSignals(r.PID)()
 	code, err := dc.WaitExit()
 	if err != nil {
 		return fmt.Errorf("wait for restored pid %d through the daemon: %w", r.PID, err)
