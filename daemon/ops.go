@@ -61,11 +61,6 @@ func codeOf(err error) string {
 	return api.CodeFailed
 }
 
-// forbidden builds a refusal that says who may do what.
-func forbidden(format string, args ...any) error {
-	return fmt.Errorf(format, args...)
-}
-
 // ownedDir checks that a non-root client may create path: its parent is a
 // directory (not a symlink) of the client's.
 func ownedDir(path string, uid uint32) error {
@@ -75,7 +70,7 @@ func ownedDir(path string, uid uint32) error {
 		return fmt.Errorf("%s: %w", parent, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != uid {
-		return forbidden("%s is not a directory of yours (uid %d): the daemon writes images only where you could", parent, uid)
+		return fmt.Errorf("%s is not a directory of yours (uid %d): the daemon writes images only where you could", parent, uid)
 	}
 	return nil
 }
@@ -132,7 +127,7 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 		return c.fail(api.CodeGone, fmt.Errorf("pid %d: %w", pid, err))
 	}
 	if !c.root() && !req.Self && (uint32(st.Uid[0]) != uid || uint32(st.Uid[1]) != uid) {
-		return c.fail(api.CodeForbidden, forbidden("pid %d runs as uid %d; you (uid %d) may checkpoint only your own processes", pid, st.Uid[1], uid))
+		return c.fail(api.CodeForbidden, fmt.Errorf("pid %d runs as uid %d; you (uid %d) may checkpoint only your own processes", pid, st.Uid[1], uid))
 	}
 	if req.Dir != "" && !c.root() {
 		if err := ownedDir(req.Dir, uid); err != nil {
@@ -224,7 +219,7 @@ func (d *Daemon) image(c *client, req *api.Request) (dir string, code string, er
 			return "", api.CodeNotFound, fmt.Errorf("no in-memory image with crid %d", req.CRID)
 		}
 		if !c.root() && e.owner != int(uid) {
-			return "", api.CodeForbidden, forbidden("image %d belongs to uid %d; you (uid %d) may use only images you made", req.CRID, e.owner, uid)
+			return "", api.CodeForbidden, fmt.Errorf("image %d belongs to uid %d; you (uid %d) may use only images you made", req.CRID, e.owner, uid)
 		}
 		return e.dir, "", nil
 	case req.Path != "":
@@ -237,7 +232,7 @@ func (d *Daemon) image(c *client, req *api.Request) (dir string, code string, er
 				return "", api.CodeNotFound, err
 			}
 			if st.Uid != uid {
-				return "", api.CodeForbidden, forbidden("%s belongs to uid %d; you (uid %d) may use only images you own", req.Path, st.Uid, uid)
+				return "", api.CodeForbidden, fmt.Errorf("%s belongs to uid %d; you (uid %d) may use only images you own", req.Path, st.Uid, uid)
 			}
 		}
 		return req.Path, "", nil
@@ -268,7 +263,7 @@ func (d *Daemon) restart(ctx context.Context, c *client, req *api.Request, fds [
 	}
 	if !c.root() {
 		if cr := img.Task.Creds; cr == nil || cr.UID[0] != c.cred.Uid || cr.UID[1] != c.cred.Uid {
-			return c.fail(api.CodeForbidden, forbidden("the image is of a process of another user; you (uid %d) may restart only your own", c.cred.Uid))
+			return c.fail(api.CodeForbidden, fmt.Errorf("the image is of a process of another user; you (uid %d) may restart only your own", c.cred.Uid))
 		}
 	}
 	var stdio [3]*os.File
