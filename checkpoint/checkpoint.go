@@ -167,6 +167,12 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, fmt.Errorf("uname: %w", err)
+	}
+	c.kernelRelease = unix.ByteSliceToString(uts.Release[:])
+	c.cmdline, _ = procfs.ReadCmdline(o.PID)
 	res := &Result{CRID: id, Image: o.Dir, PID: o.PID, Mode: "full-freeze"}
 
 	var tracker *uffdTracker
@@ -438,6 +444,10 @@ type ckpt struct {
 	img      image.Image
 	warnings []string
 	s        *stopped // the final stop
+	// kernelRelease and cmdline (informational) are read before the
+	// freeze, so that it does not pay for them.
+	kernelRelease string
+	cmdline       []string
 	// telemetry is the eBPF tracker, nil when unavailable; snapshot is the
 	// task state read by injection at the arming stop, and snapshotAt the
 	// state-change count then.
@@ -598,14 +608,9 @@ func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
 	for _, l := range limits {
 		t.Rlimits = append(t.Rlimits, image.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max})
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("uname: %w", err)
-	}
-	cmdline, _ := procfs.ReadCmdline(pid)
 	img.Header = image.Header{CRID: c.crid, PID: pid, Time: time.Now().UTC(),
-		KernelRelease: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
-		CrbpfVersion: c.opts.Version, Comm: t.Comm, Exe: img.MM.ExePath, Cmdline: cmdline}
+		KernelRelease: c.kernelRelease, Arch: runtime.GOARCH,
+		CrbpfVersion: c.opts.Version, Comm: t.Comm, Exe: img.MM.ExePath, Cmdline: c.cmdline}
 	return nil
 }
 
