@@ -48,6 +48,16 @@ type Request struct {
 	InMemory    bool   `json:"in_memory,omitempty"`    // keep the image in the daemon's memory
 	Dir         string `json:"dir,omitempty"`          // or write it to this absolute path (checkpoint, save)
 	Kill        bool   `json:"kill,omitempty"`         // end the target once the image is complete
+	// Parent makes the checkpoint incremental: a crid of an in-memory
+	// image, or an absolute image directory.
+	Parent string `json:"parent,omitempty"`
+	// Every (a Go duration) asks for continuous checkpoints: in memory,
+	// one every interval, each incremental on the one before, write
+	// tracking kept armed between them, at most Keep of them kept (older
+	// ones merged into the next). They go on until the process exits or
+	// the client closes the connection; each is an event "checkpoint".
+	Every string `json:"every,omitempty"`
+	Keep  int    `json:"keep,omitempty"`
 
 	// restart, drop, save
 	CRID uint64 `json:"crid,omitempty"` // an in-memory image
@@ -62,7 +72,7 @@ type Request struct {
 // Response is one line the daemon sends.
 type Response struct {
 	V     int    `json:"v"`
-	Event string `json:"event,omitempty"` // "round", "exit"; empty on the final line
+	Event string `json:"event,omitempty"` // "round", "exit", "checkpoint"; empty on the final line
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	Code  string `json:"code,omitempty"`
@@ -78,6 +88,14 @@ type Response struct {
 	Images     []Image           `json:"images,omitempty"`
 	Status     *Status           `json:"status,omitempty"`
 	ExitCode   *int              `json:"exit_code,omitempty"` // event "exit": the status a shell would show
+	Continuous *ContinuousEnd    `json:"continuous,omitempty"`
+}
+
+// ContinuousEnd is the final answer to continuous checkpoints.
+type ContinuousEnd struct {
+	Checkpoints int      `json:"checkpoints"` // taken
+	Kept        []uint64 `json:"kept"`        // crids of the chain kept in memory, oldest first
+	Reason      string   `json:"reason"`      // why they ended
 }
 
 // Round is the progress of one pre-copy round.
@@ -104,6 +122,14 @@ type CheckpointResult struct {
 	Rounds        int      `json:"rounds"`
 	Killed        bool     `json:"killed"`
 	Evicted       []uint64 `json:"evicted,omitempty"` // in-memory images dropped to make room
+	// Incremental checkpoints: the parent's crid, how unchanged pages were
+	// found ("hash" or "tracked"), pages taken from the parent.
+	ParentCRID     uint64 `json:"parent_crid,omitempty"`
+	Incremental    string `json:"incremental,omitempty"`
+	InheritedPages uint64 `json:"inherited_pages,omitempty"`
+	// Continuous checkpoints: the oldest kept images merged into the next
+	// one (now self-contained) to keep at most Keep; these crids are gone.
+	Merged []uint64 `json:"merged,omitempty"`
 }
 
 // RestartResult describes a restored process.

@@ -2,15 +2,19 @@ package checkpoint
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/dirty"
 	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/internal/sched"
@@ -64,6 +68,48 @@ type Options struct {
 	// is saved as image.FileSelfConn instead of being refused.
 	SelfConn   bool
 	SelfConnFD int
+
+	// Parent, if set, makes the checkpoint incremental: pages equal to the
+	// parent chain's are not stored but inherited from it.
+	Parent *Parent
+	// Tracking, if set, keeps write tracking armed on the target after the
+	// checkpoint (unless it is killed or the checkpoint fails), and reuses
+	// it when it was kept by the checkpoint that is Parent: only pages
+	// written since are copied. The caller closes it when done.
+	Tracking *Tracking
+}
+
+// Tracking is write tracking kept armed on a target between checkpoints.
+type Tracking struct {
+	pid     int
+	crid    uint64 // the checkpoint whose freeze the tracker counts from
+	tracker *uffdTracker
+	known   []precopy.Range
+}
+
+// Armed reports whether tracking is kept for pid since checkpoint crid.
+func (t *Tracking) Armed(pid int, crid uint64) bool {
+	return t != nil && t.tracker != nil && t.pid == pid && t.crid == crid
+}
+
+// Close removes the protection from the target (paced, see
+// dirty.ReleaseChunk) and forgets it. Closing twice is a no-op.
+func (t *Tracking) Close() error {
+	if t == nil || t.tracker == nil {
+		return nil
+	}
+	tr := t.tracker
+	*t = Tracking{}
+	return tr.Close()
+}
+
+// Parent is the image an incremental checkpoint builds on.
+type Parent struct {
+	Chain *chain.Chain // the parent image (its tip) and its ancestors
+	// Hint is where the parent image is, for the image header: relative
+	// to the new image's directory, or absolute. Empty: computed from
+	// Chain's tip directory.
+	Hint string
 }
 
 // Round describes one pre-copy round.
@@ -111,6 +157,14 @@ type Result struct {
 	StateReused bool
 	// FinalDirtyPages were copied while frozen.
 	FinalDirtyPages uint64
+	// ParentCRID is the parent of an incremental checkpoint (0: full);
+	// Incremental says how unchanged pages were found; InheritedPages
+	// were taken from the parent instead of stored, ZeroPages are zero
+	// pages of private file mappings (recorded, not stored).
+	ParentCRID     uint64
+	Incremental    string
+	InheritedPages uint64
+	ZeroPages      uint64
 	// Warnings are things that were saved with reduced fidelity.
 	Warnings []string
 }
@@ -167,6 +221,11 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log}
+	var rnd [16]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("checkpoint id: %w", err)
+	}
+	c.id = hex.EncodeToString(rnd[:])
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return nil, fmt.Errorf("uname: %w", err)
@@ -174,8 +233,26 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	c.kernelRelease = unix.ByteSliceToString(uts.Release[:])
 	c.cmdline, _ = procfs.ReadCmdline(o.PID)
 	res := &Result{CRID: id, Image: o.Dir, PID: o.PID, Mode: "full-freeze"}
+	if o.Parent != nil {
+		if err := c.useParent(res); err != nil {
+			return nil, err
+		}
+	}
 
 	var tracker *uffdTracker
+	// Tracking kept by the parent's checkpoint: no arming, and only what
+	// was written since is copied. Kept by another: of no use here.
+	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
+	if o.Tracking != nil && !reuse {
+		o.Tracking.Close()
+	}
+	if reuse {
+		res.Incremental = "tracked"
+		if o.Precopy == 0 {
+			o.Precopy = 1 // the round scans, it does not copy everything
+		}
+	}
+	keep := false // the tracker outlives this checkpoint in o.Tracking
 	if o.Precopy != 0 {
 		// eBPF telemetry is optional: it says whether task state changed
 		// after the arming stop (so the freeze need not read it again by
@@ -200,20 +277,25 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 				res.Telemetry = "ebpf without page-fault tracepoints (no write-fault counts)"
 			}
 		}
-		err := tr.Do(func() error {
-			s, err := stop(o.PID)
-			if err != nil {
-				return err
-			}
-			c.restartOf = interruptedCall(s.regs)
-			if c.telemetry != nil {
-				err = c.snapshotState(s)
-			}
-			if err == nil {
-				tracker, err = armTracking(s)
-			}
-			return errors.Join(err, s.resume())
-		})
+		err := error(nil)
+		if reuse {
+			tracker = o.Tracking.tracker
+		} else {
+			err = tr.Do(func() error {
+				s, err := stop(o.PID)
+				if err != nil {
+					return err
+				}
+				c.restartOf = interruptedCall(s.regs)
+				if c.telemetry != nil {
+					err = c.snapshotState(s)
+				}
+				if err == nil {
+					tracker, err = armTracking(s)
+				}
+				return errors.Join(err, s.resume())
+			})
+		}
 		switch {
 		case err == nil:
 			res.Mode = "precopy"
@@ -227,8 +309,17 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		}
 	}
 	// Closing the tracker removes every protection from the target: on
-	// every path, and as soon as the final round is copied.
-	defer tracker.Close()
+	// every path, and as soon as the final round is copied (unless it is
+	// kept for the next checkpoint).
+	defer func() {
+		if keep {
+			return
+		}
+		if reuse {
+			*o.Tracking = Tracking{} // closed here
+		}
+		tracker.Close()
+	}()
 
 	var pt precopy.Tracker
 	if tracker != nil {
@@ -239,6 +330,16 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer cp.Close()
+	if reuse {
+		res.Mode = "precopy"
+		var data []precopy.Range
+		for _, v := range c.parentRes.VMAs {
+			for _, r := range v.Pages {
+				data = append(data, precopy.Range{Start: r.Addr, End: r.End()})
+			}
+		}
+		cp.Continue(o.Tracking.known, data)
+	}
 	if tracker != nil {
 		// The rounds run beside the target: they must not take its CPUs
 		// (round 0 copies everything at full speed). The freeze, with the
@@ -265,7 +366,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		defer sched.Yield()()
 	}
 	waitRelease := func() {}
-	if !o.Kill && tracker != nil {
+	if !o.Kill && tracker != nil && o.Tracking != nil {
+		keep = true
+		*o.Tracking = Tracking{pid: o.PID, crid: id, tracker: tracker, known: cp.Known()}
+	} else if !o.Kill && tracker != nil {
 		released := make(chan struct{})
 		go func() {
 			t0 := time.Now()
@@ -278,7 +382,18 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 	img := &c.img
 	for i := range img.VMAs {
-		img.VMAs[i].Pages = cp.Runs(img.VMAs[i])
+		v := &img.VMAs[i]
+		cp.Fill(v)
+		for _, s := range v.Inherit {
+			res.InheritedPages += s.NPages
+		}
+		for _, s := range v.Zero {
+			res.ZeroPages += s.NPages
+		}
+	}
+	img.Header.ParentCRID, img.Header.Parent = c.parentCRID, c.parentHint
+	if c.opts.Parent != nil {
+		img.Header.ParentID = c.opts.Parent.Chain.Tip().Image.Header.ID
 	}
 	var stored uint64
 	for _, v := range img.VMAs {
@@ -296,6 +411,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	commitErr := w.Commit(img)
 	if commitErr == nil {
 		committed = true
+	} else if keep {
+		// No image to continue from: the tracking goes with it.
+		keep = false
+		*o.Tracking = Tracking{}
 	}
 	res.Warnings = c.warnings
 	if o.Kill {
@@ -438,6 +557,7 @@ func gone(pid int, err error) error {
 type ckpt struct {
 	opts     Options
 	crid     uint64
+	id       string // random id of the checkpoint (image.Header.ID)
 	tgt      *target
 	w        *writer.Writer
 	log      *slog.Logger
@@ -454,6 +574,10 @@ type ckpt struct {
 	telemetry  *loader.Tracker
 	snapshot   *injected
 	snapshotAt uint64
+	// parentCRID and parentHint go to the header of an incremental image.
+	parentCRID uint64
+	parentHint string
+	parentRes  *image.Image // the parent chain resolved
 	// restartOf is the call the arming stop interrupted with
 	// -ERESTART_RESTARTBLOCK, resumed through restart_syscall.
 	restartOf restartCall
@@ -608,7 +732,7 @@ func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
 	for _, l := range limits {
 		t.Rlimits = append(t.Rlimits, image.Rlimit{Resource: l.Resource, Cur: l.Cur, Max: l.Max})
 	}
-	img.Header = image.Header{CRID: c.crid, PID: pid, Time: time.Now().UTC(),
+	img.Header = image.Header{CRID: c.crid, ID: c.id, PID: pid, Time: time.Now().UTC(),
 		KernelRelease: c.kernelRelease, Arch: runtime.GOARCH,
 		CrbpfVersion: c.opts.Version, Comm: t.Comm, Exe: img.MM.ExePath, Cmdline: c.cmdline}
 	return nil
@@ -624,4 +748,45 @@ func creds(st *procfs.Status) *image.Creds {
 		c.Groups = append(c.Groups, uint32(g))
 	}
 	return c
+}
+
+// useParent prepares an incremental checkpoint: the writer leaves out pages
+// equal to the parent chain's, found by their CRC and hash (the parent's
+// data is not read).
+func (c *ckpt) useParent(res *Result) error {
+	p := c.opts.Parent
+	tip := p.Chain.Tip()
+	resolved, err := p.Chain.Resolve()
+	if err != nil {
+		return err
+	}
+	pages, err := p.Chain.Pages(resolved)
+	if err != nil {
+		return err
+	}
+	hint := p.Hint
+	if hint == "" {
+		if hint, err = relHint(c.opts.Dir, tip.Dir); err != nil {
+			return err
+		}
+	}
+	c.w.SetParent(pages)
+	c.parentRes = resolved
+	c.parentCRID, c.parentHint = tip.Image.Header.CRID, hint
+	res.ParentCRID, res.Incremental = c.parentCRID, "hash"
+	c.log.Debug("incremental checkpoint", "parent", c.parentCRID, "chain", p.Chain.CRIDs(), "parent_pages", pages.Len())
+	return nil
+}
+
+// relHint is the path of parent relative to the image directory dir.
+func relHint(dir, parent string) (string, error) {
+	ad, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	ap, err := filepath.Abs(parent)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Rel(ad, ap)
 }

@@ -131,6 +131,24 @@ func (c *Client) Checkpoint(req api.Request, progress func(api.Round)) (*api.Che
 	return r.Checkpoint, nil
 }
 
+// Continuous takes checkpoints every req.Every until the process exits or
+// the connection is closed (Close), calling each with every checkpoint.
+func (c *Client) Continuous(req api.Request, each func(api.CheckpointResult)) (*api.ContinuousEnd, error) {
+	req.Op = api.OpCheckpoint
+	r, err := c.Do(req, func(r api.Response) {
+		if each != nil && r.Checkpoint != nil {
+			each(*r.Checkpoint)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.Continuous == nil {
+		return nil, errors.New("crbpf daemon: continuous checkpoint answer without result")
+	}
+	return r.Continuous, nil
+}
+
 // Restart restores an image (req.CRID or req.Path); stdio, if not nil,
 // become the process's fds 0-2.
 func (c *Client) Restart(req api.Request, stdio []*os.File) (*api.RestartResult, error) {

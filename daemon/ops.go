@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/crbpf/crbpf/api"
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/checkpoint"
-	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
@@ -106,21 +105,15 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 	case req.Dir != "" && !filepath.IsAbs(req.Dir):
 		return c.fail(api.CodeBadRequest, fmt.Errorf("checkpoint: dir %q is not an absolute path", req.Dir))
 	}
-	rounds := checkpoint.Auto
 	if req.Precopy != "" && req.Precopy != "auto" {
-		n, err := strconv.Atoi(req.Precopy)
-		if err != nil || n < 0 {
+		if n, err := strconv.Atoi(req.Precopy); err != nil || n < 0 {
 			return c.fail(api.CodeBadRequest, fmt.Errorf("precopy wants a number of rounds or auto, got %q", req.Precopy))
 		}
-		rounds = n
 	}
-	var maxDowntime time.Duration
 	if req.MaxDowntime != "" {
-		v, err := time.ParseDuration(req.MaxDowntime)
-		if err != nil || v <= 0 {
+		if v, err := time.ParseDuration(req.MaxDowntime); err != nil || v <= 0 {
 			return c.fail(api.CodeBadRequest, fmt.Errorf("max_downtime %q is not a positive duration", req.MaxDowntime))
 		}
-		maxDowntime = v
 	}
 	st, err := procfs.ReadStatus(pid)
 	if err != nil {
@@ -134,6 +127,43 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 			return c.fail(api.CodeForbidden, err)
 		}
 	}
+	if req.Every != "" {
+		return d.continuous(ctx, c, req, pid, st)
+	}
+	var parent *checkpoint.Parent
+	if req.Parent != "" {
+		var code string
+		var err error
+		if parent, code, err = d.parent(c, req); err != nil {
+			return c.fail(code, err)
+		}
+	}
+	out, code, err := d.once(ctx, c, req, pid, st, parent, nil)
+	if err != nil {
+		return c.fail(code, err)
+	}
+	crid := out.CRID
+	return c.send(api.Response{OK: true, CRID: &crid, Checkpoint: out})
+}
+
+// once takes one checkpoint of pid (status st) as req says, on parent if
+// not nil, with tracking kept in tracking if not nil. It returns the
+// result, or an error with its protocol code.
+func (d *Daemon) once(ctx context.Context, c *client, req *api.Request, pid int, st *procfs.Status,
+	parent *checkpoint.Parent, tracking *checkpoint.Tracking) (*api.CheckpointResult, string, error) {
+	uid := c.cred.Uid
+	rounds := checkpoint.Auto
+	if req.Precopy != "" && req.Precopy != "auto" {
+		rounds, _ = strconv.Atoi(req.Precopy) // checked by the caller
+	}
+	var maxDowntime time.Duration
+	if req.MaxDowntime != "" {
+		maxDowntime, _ = time.ParseDuration(req.MaxDowntime)
+	}
+	var parentCRID uint64
+	if parent != nil {
+		parentCRID = parent.Chain.Tip().Image.Header.CRID
+	}
 	var evicted []uint64
 	dir := req.Dir
 	if req.InMemory {
@@ -142,7 +172,7 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 		evicted = ev
 		d.updateInMemory()
 		if err != nil {
-			return c.fail(api.CodeMemoryLimit, err)
+			return nil, api.CodeMemoryLimit, err
 		}
 		defer d.store.unreserve(need)
 		dir = d.store.tmpDir()
@@ -163,10 +193,10 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 			}
 			return id, err
 		},
-		Precopy: rounds, MaxDowntime: maxDowntime, Telemetry: d.telemetry,
+		Precopy: rounds, MaxDowntime: maxDowntime, Telemetry: d.telemetry, Parent: parent, Tracking: tracking,
 		SelfConn: req.Self, SelfConnFD: req.SelfFD,
 		Progress: func(r checkpoint.Round) {
-			if req.Self {
+			if req.Self || req.Every != "" {
 				return // the client reads only its answer
 			}
 			c.send(api.Response{Event: "round", OK: true, Round: &api.Round{Round: r.Index, DirtyPages: r.DirtyPages,
@@ -178,28 +208,58 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 	}
 	d.metrics.ObserveCheckpoint(CheckpointMetrics(res, err, time.Since(start)))
 	if err != nil {
-		return c.fail(codeOf(err), err)
+		return nil, codeOf(err), err
 	}
 	out := &api.CheckpointResult{CRID: res.CRID, PID: pid, InMemory: req.InMemory, FreezeSeconds: res.Freeze.Seconds(),
 		TotalSeconds: res.Total.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes, Mode: res.Mode,
-		StopReason: res.StopReason, Rounds: len(res.Rounds), Killed: res.Killed, Evicted: evicted}
+		StopReason: res.StopReason, Rounds: len(res.Rounds), Killed: res.Killed, Evicted: evicted,
+		ParentCRID: res.ParentCRID, Incremental: res.Incremental, InheritedPages: res.InheritedPages}
 	if req.InMemory {
-		e := &entry{crid: res.CRID, owner: int(uid), pid: pid, comm: st.Name, created: time.Now()}
+		e := &entry{crid: res.CRID, owner: int(uid), pid: pid, comm: st.Name, created: time.Now(), parent: parentCRID}
 		if err := d.store.add(res.Image, e); err != nil {
 			os.RemoveAll(res.Image)
-			return c.fail(api.CodeFailed, err)
+			return nil, api.CodeFailed, err
 		}
 		d.updateInMemory()
 	} else {
 		out.Image = res.Image
 		if !c.root() {
 			if err := chownTree(res.Image, uid, c.cred.Gid); err != nil {
-				return c.fail(api.CodeFailed, fmt.Errorf("give image %s to uid %d: %w", res.Image, uid, err))
+				return nil, api.CodeFailed, fmt.Errorf("give image %s to uid %d: %w", res.Image, uid, err)
 			}
 		}
 	}
-	crid := res.CRID
-	return c.send(api.Response{OK: true, CRID: &crid, Checkpoint: out})
+	return out, "", nil
+}
+
+// parent loads the chain of a checkpoint's parent: an in-memory image by
+// crid, or an image directory. An image on disk cannot build on one in the
+// daemon's memory, which is gone when the daemon exits.
+func (d *Daemon) parent(c *client, req *api.Request) (*checkpoint.Parent, string, error) {
+	ref := &api.Request{Path: req.Parent}
+	if crid, err := strconv.ParseUint(req.Parent, 10, 64); err == nil {
+		ref = &api.Request{CRID: crid}
+	}
+	dir, code, err := d.image(c, ref)
+	if err != nil {
+		return nil, code, fmt.Errorf("parent: %w", err)
+	}
+	ch, err := chain.Load(dir, chain.OnDisk)
+	if err != nil {
+		return nil, api.CodeFailed, fmt.Errorf("parent: %w", err)
+	}
+	p := &checkpoint.Parent{Chain: ch}
+	inStore := func(dir string) bool { return filepath.Dir(dir) == d.store.dir }
+	for _, l := range ch.Links {
+		if !req.InMemory && inStore(l.Dir) {
+			return nil, api.CodeBadRequest, fmt.Errorf("parent: crid %d is kept in the daemon's memory; an image on disk cannot build on it (save it first with crbpf images save %d DIR, or checkpoint --in-memory)",
+				l.Image.Header.CRID, l.Image.Header.CRID)
+		}
+	}
+	if req.InMemory && !inStore(dir) {
+		p.Hint = dir // absolute: the store is elsewhere
+	}
+	return p, "", nil
 }
 
 func (d *Daemon) updateInMemory() {
@@ -257,7 +317,11 @@ func (d *Daemon) restart(ctx context.Context, c *client, req *api.Request, fds [
 	if err != nil {
 		return c.fail(code, err)
 	}
-	img, err := image.Load(dir)
+	ch, err := chain.Load(dir, chain.OnDisk)
+	if err != nil {
+		return c.fail(api.CodeFailed, err)
+	}
+	img, err := ch.Resolve()
 	if err != nil {
 		return c.fail(api.CodeFailed, err)
 	}
@@ -280,7 +344,7 @@ func (d *Daemon) restart(ctx context.Context, c *client, req *api.Request, fds [
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	start := time.Now()
-	res, err := restore.Run(ctx, tr, restore.Options{Dir: dir, Image: img, Log: d.log, Verify: true, Stdio: stdio})
+	res, err := restore.Run(ctx, tr, restore.Options{Dir: dir, Image: img, Chain: ch, Log: d.log, Verify: true, Stdio: stdio})
 	r := metrics.Restart{Result: metrics.ResultOK, Duration: time.Since(start)}
 	if err != nil {
 		r.Result = metrics.ResultError
@@ -356,7 +420,9 @@ func (d *Daemon) drop(c *client, req *api.Request) error {
 	if _, code, err := d.image(c, &api.Request{CRID: req.CRID}); err != nil {
 		return c.fail(code, err)
 	}
-	d.store.drop(req.CRID)
+	if err := d.store.drop(req.CRID); err != nil {
+		return c.fail(api.CodeRefused, err)
+	}
 	d.updateInMemory()
 	return c.send(api.Response{OK: true})
 }
@@ -378,8 +444,14 @@ func (d *Daemon) save(c *client, req *api.Request) error {
 			return c.fail(api.CodeForbidden, err)
 		}
 	}
-	if err := copyImage(src, req.Dir); err != nil {
+	// Saved images stand alone: the chain of an incremental image is
+	// squashed into it (pages verified on the way).
+	ch, err := chain.Load(src, chain.OnDisk)
+	if err != nil {
 		return c.fail(api.CodeFailed, err)
+	}
+	if _, err := chain.Squash(ch, req.Dir); err != nil {
+		return c.fail(api.CodeFailed, fmt.Errorf("save image: %w", err))
 	}
 	if !c.root() {
 		if err := chownTree(req.Dir, c.cred.Uid, c.cred.Gid); err != nil {
@@ -388,60 +460,4 @@ func (d *Daemon) save(c *client, req *api.Request) error {
 	}
 	crid := req.CRID
 	return c.send(api.Response{OK: true, CRID: &crid, Checkpoint: &api.CheckpointResult{CRID: crid, Image: req.Dir}})
-}
-
-// copyImage copies the files of the image src into a new directory dst,
-// through a temporary directory renamed into place when complete.
-func copyImage(src, dst string) error {
-	if _, err := os.Lstat(dst); err == nil {
-		return fmt.Errorf("save image %s: %w", dst, os.ErrExist)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("save image: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
-			return fmt.Errorf("save image: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("save image: %w", err)
-	}
-	ok = true
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

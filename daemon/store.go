@@ -28,6 +28,7 @@ type entry struct {
 	pid     int
 	comm    string
 	created time.Time
+	parent  uint64 // crid of the in-memory parent of an incremental image, 0: none
 }
 
 // store keeps images in a private directory on tmpfs (memory), by crid.
@@ -55,7 +56,7 @@ type errNoRoom struct {
 func (e *errNoRoom) Error() string {
 	why := "policy refuse keeps the stored images"
 	if e.policy == PolicyEvict {
-		why = "nothing is left to evict"
+		why = "nothing is left to evict: images that others build on are kept"
 	}
 	return fmt.Sprintf("the in-memory images use %d of the %d-byte budget (--memory-limit); this checkpoint needs about %d more (%s)",
 		e.used, e.limit, e.need, why)
@@ -73,10 +74,10 @@ func (s *store) reserve(need uint64) (evicted []uint64, err error) {
 		return nil, nil
 	}
 	for s.bytes+s.pending+need > s.limit {
-		if s.policy != PolicyEvict || len(s.entries) == 0 {
+		oldest := s.oldestLocked()
+		if s.policy != PolicyEvict || oldest == nil {
 			return evicted, &errNoRoom{need: need, used: s.bytes + s.pending, limit: s.limit, policy: s.policy}
 		}
-		oldest := s.oldestLocked()
 		s.removeLocked(oldest)
 		evicted = append(evicted, oldest.crid)
 	}
@@ -90,9 +91,14 @@ func (s *store) unreserve(n uint64) {
 	s.mu.Unlock()
 }
 
+// oldestLocked returns the oldest image that no other image builds on, or
+// nil.
 func (s *store) oldestLocked() *entry {
 	var o *entry
 	for _, e := range s.entries {
+		if len(s.childrenLocked(e.crid)) > 0 {
+			continue
+		}
 		if o == nil || e.crid < o.crid {
 			o = e
 		}
@@ -130,15 +136,31 @@ func (s *store) get(crid uint64) (*entry, bool) {
 	return e, ok
 }
 
-// drop removes an image.
-func (s *store) drop(crid uint64) bool {
+// drop removes an image, unless an image kept here builds on it.
+func (s *store) drop(crid uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.entries[crid]
-	if ok {
-		s.removeLocked(e)
+	if !ok {
+		return fmt.Errorf("no in-memory image with crid %d", crid)
 	}
-	return ok
+	if kids := s.childrenLocked(crid); len(kids) > 0 {
+		return fmt.Errorf("image %d is the parent of the incremental image(s) %v: drop those first, or save them (saved images stand alone)", crid, kids)
+	}
+	s.removeLocked(e)
+	return nil
+}
+
+// childrenLocked returns the crids of the images whose parent is crid.
+func (s *store) childrenLocked(crid uint64) []uint64 {
+	var out []uint64
+	for _, e := range s.entries {
+		if e.parent == crid {
+			out = append(out, e.crid)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 func (s *store) removeLocked(e *entry) {

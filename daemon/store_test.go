@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/crbpf/crbpf/image"
@@ -91,7 +92,37 @@ func TestStoreListOwner(t *testing.T) {
 	if n := len(s.list(-1)); n != 3 {
 		t.Errorf("list(-1) has %d images, want 3", n)
 	}
-	if !s.drop(9) || s.drop(9) {
-		t.Errorf("drop(9) twice: want true then false")
+	if s.drop(9) != nil || s.drop(9) == nil {
+		t.Errorf("drop(9) twice: want success then an error")
+	}
+}
+
+// TestStoreChains: an image that another builds on is neither dropped nor
+// evicted; once its children are gone it is.
+func TestStoreChains(t *testing.T) {
+	s := newStore(t.TempDir(), 3*4096, PolicyEvict)
+	for _, e := range []*entry{{crid: 1}, {crid: 2, parent: 1}, {crid: 3, parent: 2}} {
+		tmp := s.tmpDir()
+		if err := os.MkdirAll(tmp, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, image.PagesFile), make([]byte, 4096), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.add(tmp, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.drop(1)
+	if err == nil || !strings.Contains(err.Error(), "image 1 is the parent of the incremental image(s) [2]") {
+		t.Errorf("drop(1) with a child: %v", err)
+	}
+	// Making room evicts the one image nothing builds on, then its parent.
+	ev, err := s.reserve(2 * 4096)
+	if err != nil || !reflect.DeepEqual(ev, []uint64{3, 2}) {
+		t.Errorf("reserve: evicted %v (%v), want [3 2]", ev, err)
+	}
+	if err := s.drop(1); err != nil {
+		t.Errorf("drop(1) without children: %v", err)
 	}
 }

@@ -28,11 +28,11 @@ var (
 // VersionError reports an image written in another format version.
 type VersionError struct {
 	Got  uint32 // version in the image header
-	Want uint32 // version this build reads (FormatVersion)
+	Want uint32 // newest version this build reads (FormatVersion)
 }
 
 func (e *VersionError) Error() string {
-	return fmt.Sprintf("image meta: format version %d is not supported (this crbpf reads version %d)", e.Got, e.Want)
+	return fmt.Sprintf("image meta: format version %d is not supported (this crbpf reads versions %d-%d)", e.Got, MinFormatVersion, e.Want)
 }
 
 // Unwrap makes errors.Is(err, ErrVersion) true.

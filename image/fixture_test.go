@@ -69,6 +69,15 @@ func fixture() (*Image, []byte) {
 			vmas[i].Pages = append(vmas[i].Pages, run)
 		}
 	}
+	// Version 2: pages inherited from the parent (crid 41) and a page of
+	// a private file mapping that is zero.
+	vmas[4].Inherit = []Span{{Addr: vmas[4].Start + 3*PageSize, NPages: 2}, {Addr: vmas[4].Start + 6*PageSize, NPages: 1}}
+	vmas[1].Zero = []Span{{Addr: vmas[1].Start, NPages: 1}}
+	var hashes []uint64
+	for off := 0; off < len(pages); off += PageSize {
+		hashes = append(hashes, PageHash(pages[off:off+PageSize]))
+	}
+	_, hashIndex := EncodeHashes(hashes)
 	regs := make([]byte, AMD64RegsSize)
 	for i := range regs {
 		regs[i] = byte(i * 7)
@@ -82,7 +91,10 @@ func fixture() (*Image, []byte) {
 	img := &Image{
 		Header: Header{
 			CRID:          42,
+			ID:            "5f0c6b1e9a2d4c7b8e3f10a2b4c6d8e0",
 			ParentCRID:    41,
+			ParentID:      "0123456789abcdef0123456789abcdef",
+			Parent:        "../counter-41",
 			PID:           4127,
 			Time:          time.Date(2026, 11, 26, 23, 30, 1, 123456789, time.UTC),
 			KernelRelease: "6.18.44",
@@ -135,6 +147,7 @@ func fixture() (*Image, []byte) {
 			Rounds:     []Round{{Index: 0, DirtyPages: 40, Bytes: 40 * PageSize, Nanos: 1_200_000}, {Index: 1, DirtyPages: 3, Bytes: 3 * PageSize, Nanos: 90_000}},
 			StopReason: "converged",
 		},
+		Hashes: hashIndex,
 	}
 	return img, pages
 }

@@ -77,7 +77,7 @@ func Decode(b []byte) (*Image, error) {
 	if len(b) < HeaderSize {
 		return nil, &TruncatedError{File: "image meta", Want: HeaderSize, Got: int64(len(b))}
 	}
-	if v := binary.LittleEndian.Uint32(b[offVersion:]); v != FormatVersion {
+	if v := binary.LittleEndian.Uint32(b[offVersion:]); v < MinFormatVersion || v > FormatVersion {
 		return nil, &VersionError{Got: v, Want: FormatVersion}
 	}
 	if f := binary.LittleEndian.Uint32(b[offFlags:]); f != 0 {

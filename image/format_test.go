@@ -67,6 +67,27 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestGoldenV1 reads an image of format version 1, written before page
+// hashes, parents and zero spans existed.
+func TestGoldenV1(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "golden", "meta-v1.crbpf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Decode(b)
+	if err != nil {
+		t.Fatalf("Decode(version 1 golden): %v", err)
+	}
+	want, _ := fixture()
+	want.Header.Parent, want.Header.ID, want.Header.ParentID, want.Hashes = "", "", "", nil
+	for i := range want.VMAs {
+		want.VMAs[i].Zero, want.VMAs[i].Inherit = nil, nil
+	}
+	if !reflect.DeepEqual(img, want) {
+		t.Errorf("Decode(version 1 golden) differs from the fixture without the version 2 fields:\n got %+v\nwant %+v", img, want)
+	}
+}
+
 // withHeader returns a meta file holding js under a header that is correct
 // except for what mod changes.
 func withHeader(js []byte, mod func(h []byte)) []byte {
@@ -97,7 +118,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"empty", nil, ErrNotImage, `magic ""`},
 		{"elf", []byte("\x7fELF\x02\x01\x01\x00rest"), ErrNotImage, "not a crbpf image"},
 		{"short header", good[:40], ErrTruncated, "need at least 64 bytes, have 40"},
-		{"version", withHeader(js, func(h []byte) { binary.LittleEndian.PutUint32(h[8:], 2) }), ErrVersion, "format version 2 is not supported (this crbpf reads version 1)"},
+		{"version", withHeader(js, func(h []byte) { binary.LittleEndian.PutUint32(h[8:], 3) }), ErrVersion, "format version 3 is not supported (this crbpf reads versions 1-2)"},
+		{"version 0", withHeader(js, func(h []byte) { binary.LittleEndian.PutUint32(h[8:], 0) }), ErrVersion, "format version 0 is not supported"},
 		{"flags", withHeader(js, func(h []byte) { h[12] = 1 }), ErrCorrupt, "unknown header flags 0x1"},
 		{"reserved", withHeader(js, func(h []byte) { h[63] = 1 }), ErrCorrupt, "reserved header bytes"},
 		{"length cap", withHeader(js, func(h []byte) { binary.LittleEndian.PutUint64(h[16:], MaxMetaJSON+1) }), ErrCorrupt, "exceeds the limit"},
@@ -156,7 +178,7 @@ func TestHeaderLayout(t *testing.T) {
 	js := []byte(`{"x":1}`)
 	h := header(js)
 	sum := sha256.Sum256(js)
-	want := append([]byte("CRBPFIMG\x01\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00"), sum[:]...)
+	want := append([]byte("CRBPFIMG\x02\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00"), sum[:]...)
 	want = append(want, make([]byte, 8)...)
 	if !bytes.Equal(h[:], want) {
 		t.Fatalf("header\n got %x\nwant %x", h, want)

@@ -12,6 +12,9 @@ func (r PageRun) Len() uint64 { return r.NPages * PageSize }
 // End returns the address just past the run.
 func (r PageRun) End() uint64 { return r.Addr + r.Len() }
 
+// End returns the address just past the span.
+func (s Span) End() uint64 { return s.Addr + s.NPages*PageSize }
+
 // DataEnd returns the offset in the pages file just past the run's data.
 func (r PageRun) DataEnd() uint64 { return r.DataOff + r.Len() }
 
@@ -56,4 +59,17 @@ func AppendRuns(dst []PageRun, runs ...PageRun) []PageRun {
 		dst = append(dst, r)
 	}
 	return dst
+}
+
+// AppendSpan appends [addr, end) to dst, extending the last span when it
+// ends at addr.
+func AppendSpan(dst []Span, addr, end uint64) []Span {
+	if addr >= end {
+		return dst
+	}
+	if k := len(dst) - 1; k >= 0 && dst[k].End() == addr {
+		dst[k].NPages += (end - addr) / PageSize
+		return dst
+	}
+	return append(dst, Span{Addr: addr, NPages: (end - addr) / PageSize})
 }

@@ -97,6 +97,18 @@ func Verify(dir string, img *Image) error {
 	if err := img.Validate(); err != nil {
 		return err
 	}
+	return verify(dir, img, -1)
+}
+
+// VerifySource is Verify for the runs of a resolved chain (package chain)
+// whose data is in dir: those with PageRun.Src == src. img is not
+// validated (its runs' data offsets refer to several files).
+func VerifySource(dir string, img *Image, src int) error {
+	return verify(dir, img, src)
+}
+
+// verify checks the runs with Src == src (all with src < 0).
+func verify(dir string, img *Image, src int) error {
 	path := filepath.Join(dir, PagesFile)
 	f, err := os.Open(path)
 	if err != nil {
@@ -107,15 +119,22 @@ func Verify(dir string, img *Image) error {
 	if err != nil {
 		return err
 	}
-	if need := img.DataEnd(); uint64(fi.Size()) < need {
-		return &TruncatedError{File: path, Want: int64(need), Got: fi.Size()}
-	}
-
 	var spans []dataSpan
+	var need uint64
 	for i := range img.VMAs {
 		for j, r := range img.VMAs[i].Pages {
+			if src >= 0 && r.Src != src {
+				continue
+			}
 			spans = append(spans, dataSpan{off: r.DataOff, end: r.DataEnd(), vma: i, run: j})
+			need = max(need, r.DataEnd())
 		}
+	}
+	if uint64(fi.Size()) < need {
+		return &TruncatedError{File: path, Want: int64(need), Got: fi.Size()}
+	}
+	if len(spans) == 0 {
+		return nil
 	}
 	cmpOff := func(a, b dataSpan) int { return cmp.Compare(a.off, b.off) }
 	if !slices.IsSortedFunc(spans, cmpOff) {
@@ -131,7 +150,7 @@ func Verify(dir string, img *Image) error {
 		}
 	}
 
-	buf := make([]byte, min(verifyBufSize, img.DataEnd()))
+	buf := make([]byte, min(verifyBufSize, need))
 	var winOff, winEnd uint64 // buf[:winEnd-winOff] holds the file range [winOff, winEnd)
 	for k, s := range spans {
 		v := &img.VMAs[s.vma]

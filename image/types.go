@@ -5,13 +5,23 @@ import "time"
 // PageSize is the page granularity of every address, length and data offset in an image.
 const PageSize = 4096
 
-// FormatVersion is the version of the on-disk format described in docs/image-format.md.
-const FormatVersion = 1
+// FormatVersion is the version of the on-disk format described in
+// docs/image-format.md, the one Encode writes. Version 2 added page hashes,
+// parent images (VMA.Inherit) and zero pages of file mappings (VMA.Zero).
+const FormatVersion = 2
+
+// MinFormatVersion is the oldest version Decode reads: version 1 images are
+// version 2 images without hashes, inherited or zero spans.
+const MinFormatVersion = 1
 
 // File names inside an image directory.
 const (
 	MetaFile  = "meta.crbpf"  // fixed binary header + JSON metadata (see docs/image-format.md)
 	PagesFile = "pages.crbpf" // raw page data; every run starts at a page-aligned offset
+	// HashesFile holds a 64-bit xxHash of every page slot of PagesFile
+	// (little-endian, slot i at byte 8·i), so that a later incremental
+	// checkpoint compares pages with this image's without reading them.
+	HashesFile = "hashes.crbpf"
 )
 
 // Image is the metadata of one checkpoint: everything except the page bytes.
@@ -22,12 +32,30 @@ type Image struct {
 	Task   Task   `json:"task"`  // the (single) thread
 	Files  []File `json:"files"` // sorted by FD
 	Stats  Stats  `json:"stats"`
+	// Hashes describes HashesFile; nil when the image has none (version 1).
+	Hashes *Hashes `json:"hashes,omitempty"`
+}
+
+// Hashes describes the page hash file of an image.
+type Hashes struct {
+	Pages  uint64 `json:"pages"`  // entries: one per page slot of PagesFile
+	SHA256 string `json:"sha256"` // of the whole file, hex
 }
 
 // Header identifies the checkpoint and the machine it was taken on.
 type Header struct {
-	CRID          uint64    `json:"crid"`
-	ParentCRID    uint64    `json:"parent_crid"` // 0: none
+	CRID uint64 `json:"crid"`
+	// ID is a random 128-bit id of the checkpoint (hex), kept when the
+	// image is squashed: crids are unique per crid counter only, ID tells
+	// apart images of different counters that share a crid.
+	ID         string `json:"id,omitempty"`
+	ParentCRID uint64 `json:"parent_crid"` // 0: none
+	// ParentID is the parent's ID (checked when the chain is loaded).
+	ParentID string `json:"parent_id,omitempty"`
+	// Parent is where the parent image was when this one was written,
+	// relative to this image's directory ("../crbpf-12"); a hint, the
+	// parent's crid decides.
+	Parent        string    `json:"parent,omitempty"`
 	PID           int       `json:"pid"`
 	Time          time.Time `json:"time"`
 	KernelRelease string    `json:"kernel_release"`
@@ -80,6 +108,20 @@ type VMA struct {
 	Dev    uint64    `json:"dev,omitempty"`
 	Inode  uint64    `json:"inode,omitempty"`
 	Pages  []PageRun `json:"pages,omitempty"` // sorted by Addr, inside [Start, End)
+	// Zero lists pages of a private file mapping that are zero (rather
+	// than the file's content). Pages of other kinds without data are
+	// zero anyway.
+	Zero []Span `json:"zero,omitempty"`
+	// Inherit lists pages whose content is the parent image's at the same
+	// address (resolved through its own parents). Only in images with a
+	// parent; the parent must have data for each of them.
+	Inherit []Span `json:"inherit,omitempty"`
+}
+
+// Span is a range of whole pages: [Addr, Addr + NPages·PageSize).
+type Span struct {
+	Addr   uint64 `json:"addr"`
+	NPages uint64 `json:"npages"`
 }
 
 // PageRun is a run of contiguous pages whose bytes are in the pages file.
@@ -90,6 +132,9 @@ type PageRun struct {
 	NPages  uint64   `json:"npages"`
 	DataOff uint64   `json:"data_off"` // offset in PagesFile, multiple of PageSize
 	CRC     []uint32 `json:"crc"`      // CRC-32C (Castagnoli) of each page
+	// Src is, in a resolved chain (package chain), the index of the image
+	// whose pages file holds the data; 0 (this image) in images as stored.
+	Src int `json:"-"`
 }
 
 // Task is the state of one thread.

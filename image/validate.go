@@ -30,6 +30,75 @@ func (img *Image) Validate() error {
 	if n := len(img.Stats.Rounds); n > MaxRounds {
 		return invalid("stats", "%d rounds, limit %d", n, MaxRounds)
 	}
+	return img.validateChain()
+}
+
+// validateChain checks the spans of pages without data: sorted, inside
+// their VMA, disjoint from each other and from the runs; inherited pages
+// only with a parent; and the hash index covers every run.
+func (img *Image) validateChain() error {
+	var spans uint64
+	for i := range img.VMAs {
+		v := &img.VMAs[i]
+		switch {
+		case len(v.Zero) > 0 && v.Kind != KindFile:
+			return invalid(vmaWhere(i, v), "kind %q cannot have zero spans (its pages without data are zero)", v.Kind)
+		case len(v.Inherit) > 0 && img.Header.ParentCRID == 0:
+			return invalid(vmaWhere(i, v), "inherited pages in an image without a parent")
+		case len(v.Inherit) > 0 && !hasPageData(v.Kind):
+			return invalid(vmaWhere(i, v), "kind %q cannot inherit pages", v.Kind)
+		}
+		if spans += uint64(len(v.Zero) + len(v.Inherit)); spans > MaxPageRuns {
+			return invalid(vmaWhere(i, v), "more than %d zero and inherited spans in the image", MaxPageRuns)
+		}
+		// Every page has at most one source: merge the three sorted lists.
+		type rng struct {
+			start, end uint64
+			what       string
+		}
+		all := make([]rng, 0, len(v.Pages)+len(v.Zero)+len(v.Inherit))
+		for j, r := range v.Pages {
+			all = append(all, rng{r.Addr, r.End(), fmt.Sprintf("page run %d", j)})
+		}
+		for _, l := range []struct {
+			name  string
+			spans []Span
+		}{{"zero span", v.Zero}, {"inherited span", v.Inherit}} {
+			for j, s := range l.spans {
+				switch {
+				case s.NPages == 0:
+					return invalid(vmaWhere(i, v), "%s %d at %#x has no pages", l.name, j, s.Addr)
+				case s.Addr%PageSize != 0:
+					return invalid(vmaWhere(i, v), "%s %d at %#x not page aligned", l.name, j, s.Addr)
+				case s.Addr < v.Start || s.Addr >= v.End || s.NPages > (v.End-s.Addr)/PageSize:
+					return invalid(vmaWhere(i, v), "%s %d at %#x (%d pages) outside the mapping", l.name, j, s.Addr, s.NPages)
+				case j > 0 && s.Addr < l.spans[j-1].End():
+					return invalid(vmaWhere(i, v), "%s %d at %#x unsorted or overlapping", l.name, j, s.Addr)
+				}
+				all = append(all, rng{s.Addr, s.End(), fmt.Sprintf("%s %d", l.name, j)})
+			}
+		}
+		if len(v.Zero)+len(v.Inherit) == 0 {
+			continue
+		}
+		slices.SortStableFunc(all, func(a, b rng) int { return cmp.Compare(a.start, b.start) })
+		for k := 1; k < len(all); k++ {
+			if all[k].start < all[k-1].end {
+				return invalid(vmaWhere(i, v), "%s at %#x overlaps %s", all[k].what, all[k].start, all[k-1].what)
+			}
+		}
+	}
+	if h := img.Hashes; h != nil {
+		if end := img.DataEnd(); h.Pages < end/PageSize {
+			return invalid("hashes", "%d page hashes for %d page slots of data", h.Pages, end/PageSize)
+		}
+		if h.Pages > MaxTotalPages*4 {
+			return invalid("hashes", "%d page hashes, limit %d", h.Pages, uint64(MaxTotalPages*4))
+		}
+		if len(h.SHA256) != 64 {
+			return invalid("hashes", "sha256 %q is not 64 hex digits", h.SHA256)
+		}
+	}
 	return nil
 }
 

@@ -81,6 +81,21 @@ func TestValidateErrors(t *testing.T) {
 		{"run cap", func(img *Image) {
 			img.VMAs[heap].Pages = make([]PageRun, MaxPageRuns+1)
 		}, "more than 2097152 page runs in the image"},
+		// version 2: zero and inherited spans, hashes
+		{"zero in anon", func(img *Image) { img.VMAs[heap].Zero = []Span{{Addr: img.VMAs[heap].Start + 10*PageSize, NPages: 1}} }, `vma 4 [0x555555559000-0x55555557a000]: kind "anon" cannot have zero spans`},
+		{"inherit without parent", func(img *Image) { img.Header.ParentCRID = 0 }, "vma 4 [0x555555559000-0x55555557a000]: inherited pages in an image without a parent"},
+		{"inherit in vvar", func(img *Image) { img.VMAs[vvar].Inherit = []Span{{Addr: img.VMAs[vvar].Start, NPages: 1}} }, `kind "vvar" cannot inherit pages`},
+		{"inherit no pages", func(img *Image) { img.VMAs[heap].Inherit[0].NPages = 0 }, "inherited span 0 at 0x55555555c000 has no pages"},
+		{"inherit unaligned", func(img *Image) { img.VMAs[heap].Inherit[0].Addr++ }, "inherited span 0 at 0x55555555c001 not page aligned"},
+		{"inherit past vma", func(img *Image) { img.VMAs[heap].Inherit[1].NPages = 1 << 40 }, "inherited span 1 at 0x55555555f000 (1099511627776 pages) outside the mapping"},
+		{"inherit unsorted", func(img *Image) {
+			s := img.VMAs[heap].Inherit
+			s[0], s[1] = s[1], s[0]
+		}, "inherited span 1 at 0x55555555c000 unsorted or overlapping"},
+		{"inherit overlaps run", func(img *Image) { img.VMAs[heap].Inherit[0].Addr -= PageSize }, "inherited span 0 at 0x55555555b000 overlaps page run 0"},
+		{"zero overlaps run", func(img *Image) { img.VMAs[exeRO].Zero = []Span{{Addr: img.VMAs[exeRO].Start, NPages: 1}} }, "vma 2 [0x555555557000-0x555555558000]: zero span 0 at 0x555555557000 overlaps page run 0"},
+		{"hashes short", func(img *Image) { img.Hashes.Pages-- }, "hashes: 17 page hashes for 18 page slots of data"},
+		{"hashes sum", func(img *Image) { img.Hashes.SHA256 = "ab" }, `hashes: sha256 "ab" is not 64 hex digits`},
 		// task
 		{"regs amd64", func(img *Image) { img.Task.Regs = img.Task.Regs[:200] }, "task: registers are 200 bytes, want 216 (x86_64 user_regs_struct)"},
 		{"regs cap", func(img *Image) { img.Header.Arch = "arm64"; img.Task.Regs = make([]byte, MaxRegset+1) }, "task: registers are 1048577 bytes, limit"},
@@ -131,6 +146,7 @@ func TestValidateAllowsUnsortedDataOffsets(t *testing.T) {
 	img, _ := fixture()
 	end := img.DataEnd()
 	img.VMAs[2].Pages[0].DataOff = end
+	img.Hashes.Pages = end/PageSize + 1
 	if err := img.Validate(); err != nil {
 		t.Fatal(err)
 	}

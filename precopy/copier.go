@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/crbpf/crbpf/image"
@@ -51,12 +52,23 @@ func Buffers() [2][]byte {
 	return b
 }
 
-// logEntry records one copy: a run of stored pages, or (NPages == 0) a
-// range whose earlier copies no longer hold.
+// logEntry records one copy: a run of stored pages, a range found zero or
+// equal to the parent's, or (kind noData) a range whose earlier copies no
+// longer hold.
 type logEntry struct {
 	start, end uint64
-	run        image.PageRun
+	kind       entryKind
+	run        image.PageRun // kind entryStored
 }
+
+type entryKind uint8
+
+const (
+	entryNoData entryKind = iota // zero (anonymous) or the file's content
+	entryStored                  // in the pages file: run
+	entryZero                    // all zero
+	entrySame                    // equal to the parent's page
+)
 
 // Stats are the figures of one Sync.
 type Stats struct {
@@ -72,8 +84,8 @@ type Stats struct {
 
 // written is the result of one write to the image.
 type written struct {
-	runs []image.PageRun
-	err  error
+	wr  writer.Written
+	err error
 }
 
 // Copier copies a target's pages into an image writer, round after round.
@@ -111,6 +123,30 @@ func NewCopier(pid int, w *writer.Writer, bufs [2][]byte, tracker Tracker) (*Cop
 		return nil, fmt.Errorf("open memory of pid %d: %w", pid, err)
 	}
 	return &Copier{pid: pid, w: w, tracker: tracker, pagemap: pm, mem: mem, bufs: bufs}, nil
+}
+
+// Known returns the ranges that are tracked and were copied (as of the
+// last Sync): after a checkpoint's last Sync, what a Tracker kept armed
+// reports about from then on.
+func (c *Copier) Known() []Range { return slices.Clone(c.known.r) }
+
+// Continue starts a Copier where the Copier of a previous checkpoint (the
+// parent) left off with the same Tracker still armed: known are its Known
+// ranges, whose pages the parent has unless the Tracker reports them
+// written since; parentData are the ranges where the parent has page
+// data. Those pages start as "equal to the parent's"; Sync then copies only
+// what the Tracker reports (and mappings that are new). Call it before the
+// first Sync.
+func (c *Copier) Continue(known, parentData []Range) {
+	for _, r := range known {
+		c.known.add(r.Start, r.End)
+	}
+	for _, p := range parentData {
+		in, _ := c.known.split(p.Start, p.End)
+		for _, r := range in {
+			c.log = append(c.log, logEntry{start: r.Start, end: r.End, kind: entrySame})
+		}
+	}
 }
 
 // Close waits for a write in flight and closes the Copier's files.
@@ -307,7 +343,7 @@ func (c *Copier) privateCopy(e procfs.PagemapEntry) bool {
 
 // copyDirty copies a range the Tracker reported written.
 func (c *Copier) copyDirty(v *image.VMA, d Range) error {
-	c.log = append(c.log, logEntry{start: d.Start, end: d.End})
+	c.log = append(c.log, logEntry{start: d.Start, end: d.End, kind: entryNoData})
 	if v.Kind != image.KindFile {
 		return c.copyRange(v, d)
 	}
@@ -339,7 +375,7 @@ func (c *Copier) FixFilePages(vmas []image.VMA) error {
 			return err
 		}
 		for _, r := range shared {
-			c.log = append(c.log, logEntry{start: r.Start, end: r.End})
+			c.log = append(c.log, logEntry{start: r.Start, end: r.End, kind: entryNoData})
 		}
 	}
 	return nil
@@ -374,7 +410,12 @@ func (c *Copier) selectPages(r Range, keep func(procfs.PagemapEntry) bool) ([]Ra
 // while the next chunk is read.
 func (c *Copier) copyRange(v *image.VMA, r Range) error {
 	readable := v.Prot&0x1 != 0
-	skipZero := v.Kind != image.KindFile && v.Kind != image.KindVDSO
+	// The vDSO is kept whole: restart compares it with the running
+	// kernel's.
+	flags := writer.SkipZero | writer.Dedup
+	if v.Kind == image.KindVDSO {
+		flags = 0
+	}
 	for addr := r.Start; addr < r.End; {
 		n := min(r.End-addr, ChunkSize)
 		buf := c.bufs[c.cur][:n]
@@ -415,8 +456,8 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 		done := make(chan written, 1)
 		c.inflight = done
 		go func(addr uint64) {
-			runs, err := c.w.WritePages(addr, buf, skipZero)
-			done <- written{runs, err}
+			wr, err := c.w.WritePages(addr, buf, flags)
+			done <- written{wr, err}
 		}(addr)
 		c.stats.Pages += n / image.PageSize
 		c.stats.Bytes += n
@@ -435,24 +476,32 @@ func (c *Copier) flush() error {
 	}
 	res := <-c.inflight
 	c.inflight = nil
-	for _, run := range res.runs {
-		c.log = append(c.log, logEntry{start: run.Addr, end: run.End(), run: run})
+	for _, run := range res.wr.Runs {
+		c.log = append(c.log, logEntry{start: run.Addr, end: run.End(), kind: entryStored, run: run})
+	}
+	for _, s := range res.wr.Zero {
+		c.log = append(c.log, logEntry{start: s.Addr, end: s.End(), kind: entryZero})
+	}
+	for _, s := range res.wr.Same {
+		c.log = append(c.log, logEntry{start: s.Addr, end: s.End(), kind: entrySame})
 	}
 	return res.err
 }
 
-// Runs returns the page runs of v: for each page, its last copy, unless a
-// later record says it has no data. Call it after the last Sync (and
-// FixFilePages), when the target runs again: it costs a pass over v's pages.
-func (c *Copier) Runs(v image.VMA) []image.PageRun {
+// Fill sets the page runs of v and, for pages without data, its zero and
+// inherited spans: for each page, its last copy, unless a later record says
+// it has no data. Call it after the last Sync (and FixFilePages), when the
+// target runs again: it costs a pass over v's pages.
+func (c *Copier) Fill(v *image.VMA) {
+	v.Pages, v.Zero, v.Inherit = nil, nil, nil
 	if !copied(v.Kind) {
-		return nil
+		return
 	}
 	n := (v.End - v.Start) / image.PageSize
 	type slot struct {
-		off uint64
-		crc uint32
-		set bool
+		off  uint64
+		crc  uint32
+		kind entryKind
 	}
 	slots := make([]slot, n)
 	for _, e := range c.log {
@@ -462,27 +511,32 @@ func (c *Copier) Runs(v image.VMA) []image.PageRun {
 		}
 		for p := a; p < b; p += image.PageSize {
 			i := (p - v.Start) / image.PageSize
-			if e.run.NPages == 0 {
-				slots[i] = slot{}
+			if e.kind != entryStored {
+				slots[i] = slot{kind: e.kind}
 				continue
 			}
 			k := (p - e.run.Addr) / image.PageSize
-			slots[i] = slot{off: e.run.DataOff + k*image.PageSize, crc: e.run.CRC[k], set: true}
+			slots[i] = slot{off: e.run.DataOff + k*image.PageSize, crc: e.run.CRC[k], kind: entryStored}
 		}
 	}
-	var runs []image.PageRun
 	for i := uint64(0); i < n; i++ {
 		s := slots[i]
-		if !s.set {
-			continue
-		}
 		addr := v.Start + i*image.PageSize
-		if k := len(runs) - 1; k >= 0 && runs[k].End() == addr && runs[k].DataEnd() == s.off {
-			runs[k].NPages++
-			runs[k].CRC = append(runs[k].CRC, s.crc)
-			continue
+		switch s.kind {
+		case entryZero:
+			// Pages of other kinds without data are zero anyway.
+			if v.Kind == image.KindFile {
+				v.Zero = image.AppendSpan(v.Zero, addr, addr+image.PageSize)
+			}
+		case entrySame:
+			v.Inherit = image.AppendSpan(v.Inherit, addr, addr+image.PageSize)
+		case entryStored:
+			if k := len(v.Pages) - 1; k >= 0 && v.Pages[k].End() == addr && v.Pages[k].DataEnd() == s.off {
+				v.Pages[k].NPages++
+				v.Pages[k].CRC = append(v.Pages[k].CRC, s.crc)
+				continue
+			}
+			v.Pages = append(v.Pages, image.PageRun{Addr: addr, NPages: 1, DataOff: s.off, CRC: []uint32{s.crc}})
 		}
-		runs = append(runs, image.PageRun{Addr: addr, NPages: 1, DataOff: s.off, CRC: []uint32{s.crc}})
 	}
-	return runs
 }

@@ -78,7 +78,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 	}
 	for _, v := range []image.VMA{head, tail} {
 		var got uint64
-		for _, r := range c.Runs(v) {
+		for _, r := range runsOf(c, v) {
 			for k := range r.NPages {
 				p := (r.Addr - addr) / ps
 				page := make([]byte, ps)

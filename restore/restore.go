@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/crbpf/crbpf/api"
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
@@ -32,7 +34,11 @@ var (
 // Options control one restore.
 type Options struct {
 	Dir   string       // image directory
-	Image *image.Image // loaded from Dir (and verified) by the caller
+	Image *image.Image // loaded from Dir by the caller, or resolved from a chain
+	// Chain, for an incremental image, is the chain Image was resolved
+	// from: the runs' data is in the pages file of link PageRun.Src.
+	// Nil: all in Dir.
+	Chain *chain.Chain
 	// StrictPID refuses to restore under a PID other than the original.
 	StrictPID bool
 	// Stdio are handed to the restored process for saved fds 0-2 that were
@@ -66,11 +72,23 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err := checkHost(img); err != nil {
 		return nil, err
 	}
-	pages, err := os.Open(fmt.Sprintf("%s/%s", o.Dir, image.PagesFile))
-	if err != nil {
-		return nil, fmt.Errorf("open image pages: %w", err)
+	sources := []string{o.Dir}
+	if o.Chain != nil {
+		sources = o.Chain.Dirs()
 	}
-	defer pages.Close()
+	var pages []*os.File
+	defer func() {
+		for _, f := range pages {
+			f.Close()
+		}
+	}()
+	for _, dir := range sources {
+		f, err := os.Open(filepath.Join(dir, image.PagesFile))
+		if err != nil {
+			return nil, fmt.Errorf("open image pages: %w", err)
+		}
+		pages = append(pages, f)
+	}
 	if err := checkVDSO(img, pages); err != nil {
 		return nil, err
 	}
@@ -107,7 +125,13 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	r := &restorer{img: img, opts: o, stubBase: stubBase, scratch: scratch, log: o.Log}
 	if o.Verify {
 		r.verified = make(chan error, 1)
-		go func() { r.verified <- image.Verify(o.Dir, img) }()
+		go func() {
+			if o.Chain != nil {
+				r.verified <- o.Chain.Verify(img)
+			} else {
+				r.verified <- image.Verify(o.Dir, img)
+			}
+		}()
 	}
 	err = tr.Do(func() error {
 		err := r.run(ctx, stub, pages)
@@ -164,7 +188,7 @@ func checkHost(img *image.Image) error {
 
 // checkVDSO compares the saved [vdso] with this kernel's: glibc caches
 // pointers into it, so only an identical vDSO can be mapped back.
-func checkVDSO(img *image.Image, pages *os.File) error {
+func checkVDSO(img *image.Image, pages []*os.File) error {
 	var saved []byte
 	for _, v := range img.VMAs {
 		if v.Kind != image.KindVDSO {
@@ -173,7 +197,7 @@ func checkVDSO(img *image.Image, pages *os.File) error {
 		saved = make([]byte, v.End-v.Start)
 		for _, run := range v.Pages {
 			off := run.Addr - v.Start
-			if _, err := pages.ReadAt(saved[off:off+run.NPages*image.PageSize], int64(run.DataOff)); err != nil {
+			if _, err := pages[run.Src].ReadAt(saved[off:off+run.NPages*image.PageSize], int64(run.DataOff)); err != nil {
 				return fmt.Errorf("read saved vdso: %w", err)
 			}
 		}
@@ -231,7 +255,8 @@ type restorer struct {
 	scratch  uint64 // code page; data page follows
 	warnings []string
 
-	inherited  []int      // saved fds replaced by Options.Inherit, in stub fd order from 4
+	npages     int        // page files, stub fds pagesFD..pagesFD+npages-1 (by PageRun.Src)
+	inherited  []int      // saved fds replaced by Options.Inherit, in stub fd order after the page files
 	noPopulate bool       // MADV_POPULATE_WRITE is not available
 	verified   chan error // result of the concurrent image.Verify, if asked
 
@@ -266,15 +291,19 @@ func (r *restorer) call(name string, nr uint64, args ...uint64) (uint64, error) 
 }
 
 // run does the restore. Precondition: called on the tracer thread.
-func (r *restorer) run(ctx context.Context, stubFD int, pages *os.File) error {
+func (r *restorer) run(ctx context.Context, stubFD int, pages []*os.File) error {
 	stdio := r.opts.Stdio
-	files := []uintptr{0, 1, 2, pages.Fd()}
+	files := []uintptr{0, 1, 2}
+	for _, f := range pages {
+		files = append(files, f.Fd())
+	}
+	r.npages = len(pages)
 	for i, f := range stdio {
 		if f != nil {
 			files[i] = f.Fd()
 		}
 	}
-	// Files that replace saved fds (--map-fd) follow the page file, in
+	// Files that replace saved fds (--map-fd) follow the page files, in
 	// ascending order of the saved fd they replace.
 	r.inherited = r.inherited[:0]
 	for _, fd := range sortedKeys(r.opts.Inherit) {
@@ -530,7 +559,7 @@ func (r *restorer) restoreMemory() error {
 		}
 		prot := uint64(v.Prot)
 		mapProt := prot
-		if len(v.Pages) > 0 {
+		if len(v.Pages) > 0 || len(v.Zero) > 0 {
 			mapProt |= unix.PROT_READ | unix.PROT_WRITE
 		}
 		flags := uint64(unix.MAP_FIXED_NOREPLACE)
@@ -575,6 +604,11 @@ func (r *restorer) restoreMemory() error {
 				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
 			}
 		}
+		for _, z := range v.Zero {
+			if err := r.zero(z); err != nil {
+				return fmt.Errorf("mapping %#x-%#x: %w", v.Start, v.End, err)
+			}
+		}
 		if mapProt != prot {
 			if _, err := r.call("mprotect", unix.SYS_MPROTECT, v.Start, v.End-v.Start, prot); err != nil {
 				return err
@@ -600,7 +634,7 @@ func (r *restorer) fill(run image.PageRun) error {
 		}
 	}
 	for n > 0 {
-		got, err := r.call(fmt.Sprintf("pread64 %#x", addr), unix.SYS_PREAD64, pagesFD, addr, n, off)
+		got, err := r.call(fmt.Sprintf("pread64 %#x", addr), unix.SYS_PREAD64, uint64(pagesFD+run.Src), addr, n, off)
 		if err != nil {
 			return err
 		}
@@ -608,6 +642,20 @@ func (r *restorer) fill(run image.PageRun) error {
 			return fmt.Errorf("image page file ends at offset %d: truncated", off)
 		}
 		addr, n, off = addr+got, n-got, off+got
+	}
+	return nil
+}
+
+// zero makes the pages of a private file mapping in s zero (private
+// copies, as they were at checkpoint) by writing zeros into them.
+func (r *restorer) zero(s image.Span) error {
+	zeros := make([]byte, min(s.NPages*image.PageSize, 1<<20))
+	for addr := s.Addr; addr < s.End(); {
+		n := min(s.End()-addr, uint64(len(zeros)))
+		if err := ptrace.WriteMem(r.pid, addr, zeros[:n]); err != nil {
+			return fmt.Errorf("zero pages at %#x: %w", addr, err)
+		}
+		addr += n
 	}
 	return nil
 }

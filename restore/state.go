@@ -300,11 +300,13 @@ func (r *restorer) restorePending() error {
 // stay the restarter's, fds named in Options.Inherit become the given files,
 // every other fd is reopened by path with its flags and offset.
 func (r *restorer) restoreFiles() error {
-	if err := r.closeInChild(pagesFD); err != nil {
-		return err
+	for k := range r.npages {
+		if err := r.closeInChild(uint64(pagesFD + k)); err != nil {
+			return err
+		}
 	}
 	saved := map[int]image.File{}
-	top := pagesFD + len(r.inherited)
+	top := pagesFD + r.npages - 1 + len(r.inherited)
 	for _, f := range r.img.Files {
 		saved[f.FD] = f
 		top = max(top, f.FD)
@@ -313,7 +315,7 @@ func (r *restorer) restoreFiles() error {
 	// that placing one cannot close another.
 	moved := map[int]uint64{}
 	for i, fd := range r.inherited {
-		from := uint64(pagesFD + 1 + i)
+		from := uint64(pagesFD + r.npages + i)
 		to, err := r.call("fcntl(F_DUPFD_CLOEXEC)", unix.SYS_FCNTL, from, unix.F_DUPFD_CLOEXEC, uint64(top+1))
 		if err != nil {
 			return err

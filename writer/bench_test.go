@@ -14,12 +14,12 @@ func BenchmarkWritePages(b *testing.B) {
 	const chunk = 64 << 20
 	for _, bc := range []struct {
 		name     string
-		skipZero bool
+		flags    Flags
 		zeroHalf bool
 	}{
-		{"nonzero", false, false},
-		{"nonzero/skipzero", true, false},
-		{"halfzero/skipzero", true, true},
+		{"nonzero", 0, false},
+		{"nonzero/skipzero", SkipZero, false},
+		{"halfzero/skipzero", SkipZero, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			data := pattern(chunk/ps, 7)
@@ -47,7 +47,7 @@ func BenchmarkWritePages(b *testing.B) {
 					newWriter(i)
 					b.StartTimer()
 				}
-				if _, err := w.WritePages(uint64(i)*chunk, data, bc.skipZero); err != nil {
+				if _, err := w.WritePages(uint64(i)*chunk, data, bc.flags); err != nil {
 					b.Fatal(err)
 				}
 			}

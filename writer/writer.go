@@ -48,6 +48,42 @@ type Writer struct {
 	err        error // why the Writer is broken
 
 	iovs [][]byte // scratch for WritePages
+
+	// hashes holds image.PageHash of every page slot written, in file
+	// order: the content of image.HashesFile.
+	hashes []uint64
+	parent Parent
+}
+
+// Parent tells which pages an incremental image can take from its parent
+// instead of storing them. Implementations must be safe for concurrent
+// reads.
+type Parent interface {
+	// Same reports whether the page at addr has, in the parent (resolved
+	// through its own parents), data with this CRC-32C and hash.
+	Same(addr uint64, crc uint32, hash uint64) bool
+}
+
+// SetParent makes later WritePages calls leave out pages equal to the
+// parent's at the same address (reported in Written.Same).
+func (w *Writer) SetParent(p Parent) { w.parent = p }
+
+// Flags select what WritePages leaves out.
+type Flags uint8
+
+const (
+	// SkipZero leaves out all-zero pages (listed in Written.Zero).
+	SkipZero Flags = 1 << iota
+	// Dedup leaves out pages equal to the parent's (listed in
+	// Written.Same); without SetParent it does nothing.
+	Dedup
+)
+
+// Written describes the pages of one WritePages call.
+type Written struct {
+	Runs []image.PageRun // stored, sorted by address
+	Zero []image.Span    // all zero, not stored (with SkipZero)
+	Same []image.Span    // equal to the parent's (with Dedup), not stored
 }
 
 // Create starts writing the image directory dir. dir must not exist; its
@@ -134,34 +170,40 @@ func (w *Writer) Bytes() uint64 { return w.size }
 // WritePages appends the pages in data, which start at address addr, to the
 // pages file and returns the runs describing them, with a CRC-32C per page,
 // sorted by address. addr must be page aligned and len(data) a multiple of
-// image.PageSize. With skipZero, pages that are all zero are not stored and
-// runs are split around them (restore leaves such pages as the kernel
-// provides them: zero for anonymous memory, so skip only there). data is
-// not retained.
+// image.PageSize. With SkipZero, pages that are all zero are not stored but
+// listed in Written.Zero; with Dedup and a parent (SetParent), pages equal
+// to the parent's are not stored but listed in Written.Same. data is not
+// retained.
 //
 // The returned runs belong to the caller; their CRC slices share one
 // allocation. Runs never span calls: to keep one run per contiguous range
-// when a mapping is written in chunks, collect them with image.AppendRuns. After an error the Writer is broken: Commit fails, Abort
-// cleans up.
-func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.PageRun, error) {
+// when a mapping is written in chunks, collect them with image.AppendRuns.
+// After an error the Writer is broken: Commit fails, Abort cleans up.
+func (w *Writer) WritePages(addr uint64, data []byte, flags Flags) (Written, error) {
+	var out Written
 	if err := w.usable(); err != nil {
-		return nil, err
+		return out, err
 	}
 	switch {
 	case addr%image.PageSize != 0:
-		return nil, fmt.Errorf("write pages at %#x: address not page aligned", addr)
+		return out, fmt.Errorf("write pages at %#x: address not page aligned", addr)
 	case len(data)%image.PageSize != 0:
-		return nil, fmt.Errorf("write pages at %#x: length %d not a multiple of the page size", addr, len(data))
+		return out, fmt.Errorf("write pages at %#x: length %d not a multiple of the page size", addr, len(data))
 	case uint64(len(data)) > -addr && addr != 0:
-		return nil, fmt.Errorf("write pages at %#x: %d bytes overflow the address space", addr, len(data))
+		return out, fmt.Errorf("write pages at %#x: %d bytes overflow the address space", addr, len(data))
 	}
 	n := len(data) / image.PageSize
 	if n == 0 {
-		return nil, nil
+		return out, nil
 	}
 
+	skipZero := flags&SkipZero != 0
+	parent := w.parent
+	if flags&Dedup == 0 {
+		parent = nil
+	}
 	crcs := make([]uint32, 0, n) // never grows: run CRC slices may point into it
-	var runs []image.PageRun
+	runs := &out.Runs
 	for b := 0; b < n; b += writeBlock / image.PageSize {
 		e := min(b+writeBlock/image.PageSize, n)
 		blockOff := w.size
@@ -169,7 +211,20 @@ func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.Pa
 		seg := -1 // first page of the current contiguous segment of data, -1: none
 		for i := b; i < e; i++ {
 			p := data[i*image.PageSize : (i+1)*image.PageSize]
+			pageAddr := addr + uint64(i)*image.PageSize
+			var skip *[]image.Span
+			var crc uint32
+			var hash uint64
 			if skipZero && isZero(p) {
+				skip = &out.Zero
+			} else {
+				crc, hash = image.PageCRC(p), image.PageHash(p)
+				if parent != nil && parent.Same(pageAddr, crc, hash) {
+					skip = &out.Same
+				}
+			}
+			if skip != nil {
+				*skip = image.AppendSpan(*skip, pageAddr, pageAddr+image.PageSize)
 				if seg >= 0 {
 					iovs = append(iovs, data[seg*image.PageSize:i*image.PageSize])
 					seg = -1
@@ -179,13 +234,13 @@ func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.Pa
 			if seg < 0 {
 				seg = i
 			}
-			pageAddr := addr + uint64(i)*image.PageSize
-			if k := len(runs) - 1; k >= 0 && runs[k].End() == pageAddr && runs[k].DataEnd() == w.size {
-				runs[k].NPages++
+			if k := len(*runs) - 1; k >= 0 && (*runs)[k].End() == pageAddr && (*runs)[k].DataEnd() == w.size {
+				(*runs)[k].NPages++
 			} else {
-				runs = append(runs, image.PageRun{Addr: pageAddr, NPages: 1, DataOff: w.size})
+				*runs = append(*runs, image.PageRun{Addr: pageAddr, NPages: 1, DataOff: w.size})
 			}
-			crcs = append(crcs, image.PageCRC(p))
+			crcs = append(crcs, crc)
+			w.hashes = append(w.hashes, hash)
 			w.size += image.PageSize
 		}
 		if seg >= 0 {
@@ -196,15 +251,15 @@ func (w *Writer) WritePages(addr uint64, data []byte, skipZero bool) ([]image.Pa
 		w.iovs = iovs[:0]
 		if err != nil {
 			w.state, w.err = stateBroken, err
-			return nil, fmt.Errorf("write pages at %#x to %s: %w", addr+uint64(b)*image.PageSize, w.pages.Name(), err)
+			return Written{}, fmt.Errorf("write pages at %#x to %s: %w", addr+uint64(b)*image.PageSize, w.pages.Name(), err)
 		}
 	}
 	k := uint64(0)
-	for i := range runs {
-		runs[i].CRC = crcs[k : k+runs[i].NPages : k+runs[i].NPages]
-		k += runs[i].NPages
+	for i := range out.Runs {
+		out.Runs[i].CRC = crcs[k : k+out.Runs[i].NPages : k+out.Runs[i].NPages]
+		k += out.Runs[i].NPages
 	}
-	return runs, nil
+	return out, nil
 }
 
 // zeroPage is compared against with bytes.Equal, which uses the widest
@@ -269,7 +324,8 @@ func (w *Writer) usable() error {
 // validates it first), fsyncs both files and the temporary directory,
 // renames the directory to the final path without replacing anything there,
 // and fsyncs the parent directory. img must only reference data written by
-// this Writer. img is not modified.
+// this Writer. Commit sets img.Hashes to the page hash index it writes
+// (image.HashesFile); nothing else of img is modified.
 //
 // If Commit fails before the rename, nothing is at the final path and the
 // Writer is broken: call Abort. If only the final fsync of the parent
@@ -292,6 +348,11 @@ func (w *Writer) commit(img *image.Image) error {
 	if end := img.DataEnd(); end > w.size {
 		return fmt.Errorf("commit image %s: page runs reference %s up to %#x, only %#x written", w.dir, image.PagesFile, end, w.size)
 	}
+	hb, index := image.EncodeHashes(w.hashes)
+	if err := writeFileSync(filepath.Join(w.tmp, image.HashesFile), hb); err != nil {
+		return fmt.Errorf("commit image %s: %w", w.dir, err)
+	}
+	img.Hashes = index
 	meta, err := os.OpenFile(filepath.Join(w.tmp, image.MetaFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("commit image %s: %w", w.dir, err)
@@ -338,6 +399,19 @@ func (w *Writer) commit(img *image.Image) error {
 		return fmt.Errorf("image %s is in place but may not survive a crash: %w", w.dir, err)
 	}
 	return nil
+}
+
+// writeFileSync creates path (mode 0600) with content b and fsyncs it.
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // Abort removes the temporary directory and everything in it. It is

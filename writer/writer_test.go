@@ -65,16 +65,18 @@ func TestRoundTrip(t *testing.T) {
 	// 600 pages: more than one writeBlock, so runs cross block boundaries.
 	heapData := pattern(600, 1)
 	stackData := pattern(8, 2)
-	var err2 error
-	if heap.Pages, err2 = w.WritePages(heap.Start, heapData, false); err2 != nil {
+	wr, err2 := w.WritePages(heap.Start, heapData, 0)
+	if err2 != nil {
 		t.Fatal(err2)
 	}
+	heap.Pages = wr.Runs
 	if len(heap.Pages) != 1 || heap.Pages[0].NPages != 600 || heap.Pages[0].DataOff != 0 {
 		t.Fatalf("heap runs %+v, want one run of 600 pages at 0", heap.Pages)
 	}
-	if stack.Pages, err2 = w.WritePages(stack.Start, stackData, true); err2 != nil {
+	if wr, err2 = w.WritePages(stack.Start, stackData, SkipZero); err2 != nil {
 		t.Fatal(err2)
 	}
+	stack.Pages = wr.Runs
 	if w.Pages() != 608 || w.Bytes() != 608*ps {
 		t.Errorf("Pages, Bytes = %d, %d; want 608, %d", w.Pages(), w.Bytes(), 608*ps)
 	}
@@ -115,7 +117,7 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := os.Stat(dir); err != nil {
 		t.Errorf("Abort after Commit removed the image: %v", err)
 	}
-	if _, err := w.WritePages(0, pattern(1, 1), false); !errors.Is(err, ErrClosed) {
+	if _, err := w.WritePages(0, pattern(1, 1), 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("WritePages after Commit: %v, want ErrClosed", err)
 	}
 	if err := w.Commit(img); !errors.Is(err, ErrClosed) {
@@ -143,13 +145,18 @@ func TestSkipZero(t *testing.T) {
 	}
 	defer w.Abort()
 	// Something before, so data offsets do not start at 0.
-	if _, err := w.WritePages(0x1000, pattern(2, 9), false); err != nil {
+	if _, err := w.WritePages(0x1000, pattern(2, 9), 0); err != nil {
 		t.Fatal(err)
 	}
 	const base = 0x400000
-	runs, err := w.WritePages(base, data, true)
+	wr, err := w.WritePages(base, data, SkipZero)
 	if err != nil {
 		t.Fatal(err)
+	}
+	runs := wr.Runs
+	wantZero := []image.Span{{Addr: base + ps, NPages: 2}, {Addr: base + 5*ps, NPages: 1}, {Addr: base + 9*ps, NPages: 1}}
+	if !reflect.DeepEqual(wr.Zero, wantZero) {
+		t.Errorf("zero spans %+v, want %+v", wr.Zero, wantZero)
 	}
 	want := []struct{ addr, n, off uint64 }{{base, 1, 2 * ps}, {base + 3*ps, 2, 3 * ps}, {base + 6*ps, 3, 5 * ps}}
 	if len(runs) != len(want) {
@@ -169,11 +176,11 @@ func TestSkipZero(t *testing.T) {
 	if w.Pages() != 8 {
 		t.Errorf("Pages = %d, want 8 (2 + 6 non-zero)", w.Pages())
 	}
-	allZero, err := w.WritePages(0x800000, make([]byte, 4*ps), true)
-	if err != nil || len(allZero) != 0 {
+	allZero, err := w.WritePages(0x800000, make([]byte, 4*ps), SkipZero)
+	if err != nil || len(allZero.Runs) != 0 || !reflect.DeepEqual(allZero.Zero, []image.Span{{Addr: 0x800000, NPages: 4}}) {
 		t.Errorf("all-zero data: runs %+v, err %v; want none", allZero, err)
 	}
-	if runs, err := w.WritePages(0x900000, nil, true); err != nil || runs != nil {
+	if wr, err := w.WritePages(0x900000, nil, SkipZero); err != nil || wr.Runs != nil || wr.Zero != nil {
 		t.Errorf("empty data: %+v, %v", runs, err)
 	}
 	if w.Pages() != 8 {
@@ -196,12 +203,12 @@ func TestWritePagesArguments(t *testing.T) {
 		{0x1000, ps + 1, "not a multiple of the page size"},
 		{^uint64(0) - ps + 1, 2 * ps, "overflow the address space"},
 	} {
-		if _, err := w.WritePages(tt.addr, make([]byte, tt.n), false); err == nil || !strings.Contains(err.Error(), tt.msg) {
+		if _, err := w.WritePages(tt.addr, make([]byte, tt.n), 0); err == nil || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("WritePages(%#x, %d bytes): %v, want %q", tt.addr, tt.n, err, tt.msg)
 		}
 	}
 	// Argument errors do not break the Writer.
-	if _, err := w.WritePages(0x1000, pattern(1, 1), false); err != nil {
+	if _, err := w.WritePages(0x1000, pattern(1, 1), 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -265,10 +272,11 @@ func TestCommitRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			runs, err := w.WritePages(0x1000, pattern(1, 1), false)
+			wr, err := w.WritePages(0x1000, pattern(1, 1), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
+			runs := wr.Runs
 			if err := w.Commit(tt.img(runs)); err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("Commit: %v, want %q", err, tt.msg)
 			}
@@ -296,9 +304,11 @@ func committed(t *testing.T, n int) (string, *image.Image) {
 	}
 	defer w.Abort()
 	v := image.VMA{Start: 0x200000, End: 0x200000 + uint64(n)*ps, Prot: 3, Flags: 2, Kind: image.KindAnon}
-	if v.Pages, err = w.WritePages(v.Start, pattern(n, 5), false); err != nil {
+	wr, err := w.WritePages(v.Start, pattern(n, 5), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
+	v.Pages = wr.Runs
 	img := testImage(v)
 	if err := w.Commit(img); err != nil {
 		t.Fatal(err)
@@ -351,7 +361,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.WritePages(0x1000, pattern(3, 1), false); err != nil {
+	if _, err := w.WritePages(0x1000, pattern(3, 1), 0); err != nil {
 		t.Fatal(err)
 	}
 	if names := listDir(t, parent); len(names) != 1 || !strings.HasPrefix(names[0], ".img.tmp-") {
@@ -365,7 +375,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if names := listDir(t, parent); len(names) != 0 {
 		t.Errorf("Abort left %q", names)
 	}
-	if _, err := w.WritePages(0x1000, pattern(1, 1), false); !errors.Is(err, ErrClosed) {
+	if _, err := w.WritePages(0x1000, pattern(1, 1), 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("WritePages after Abort: %v, want ErrClosed", err)
 	}
 }
@@ -378,7 +388,7 @@ func TestDroppedWriterLeavesNoImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.WritePages(0x1000, pattern(3, 1), false); err != nil {
+		if _, err := w.WritePages(0x1000, pattern(3, 1), 0); err != nil {
 			t.Fatal(err)
 		}
 		// Dropped: neither Commit nor Abort, as if the process died.
@@ -402,7 +412,7 @@ func TestKilledWriterLeavesNoImage(t *testing.T) {
 		}
 		os.Stdout.WriteString("writing\n")
 		for addr := uint64(0x1000); ; addr += 64 * ps {
-			if _, err := w.WritePages(addr, pattern(64, addr), false); err != nil {
+			if _, err := w.WritePages(addr, pattern(64, addr), 0); err != nil {
 				os.Exit(3)
 			}
 		}
@@ -461,9 +471,11 @@ func TestReserve(t *testing.T) {
 				}
 				v := image.VMA{Start: 0x10000000, End: 0x10000000 + 40*ps, Prot: 3, Flags: 2, Kind: image.KindAnon}
 				data := pattern(40, 7)
-				if v.Pages, err = w.WritePages(v.Start, data, false); err != nil {
+				wr, err := w.WritePages(v.Start, data, 0)
+				if err != nil {
 					t.Fatal(err)
 				}
+				v.Pages = wr.Runs
 				if err := w.Commit(testImage(v)); err != nil {
 					t.Fatal(err)
 				}
@@ -476,5 +488,134 @@ func TestReserve(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// parentPages is a Parent holding the CRC and hash of some pages.
+type parentPages map[uint64][2]uint64
+
+func (p parentPages) Same(addr uint64, crc uint32, hash uint64) bool {
+	s, ok := p[addr]
+	return ok && s[0] == uint64(crc) && s[1] == hash
+}
+
+func TestWritePagesDedup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	const base = 0x400000
+	data := pattern(6, 11)
+	clear(data[4*ps : 5*ps])
+	sig := func(i int) [2]uint64 {
+		p := data[i*ps : (i+1)*ps]
+		return [2]uint64{uint64(image.PageCRC(p)), image.PageHash(p)}
+	}
+	other := pattern(1, 99)
+	w.SetParent(parentPages{
+		base:          sig(0),
+		base + ps:     sig(1),
+		base + 3*ps:   {uint64(image.PageCRC(other)), image.PageHash(other)}, // the parent had other bytes there
+		base + 5*ps:   {sig(5)[0], sig(5)[1] ^ 1},                            // same CRC, other hash: not the same page
+		base + 100*ps: sig(2),                                                // same bytes at another address
+	})
+	// Without Dedup the parent is ignored.
+	wr, err := w.WritePages(base, data, SkipZero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wr.Same) != 0 || w.Pages() != 5 {
+		t.Fatalf("without Dedup: same %+v, %d pages stored; want none the same, 5 stored", wr.Same, w.Pages())
+	}
+	wr, err = w.WritePages(base, data, SkipZero|Dedup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []image.Span{{Addr: base, NPages: 2}}; !reflect.DeepEqual(wr.Same, want) {
+		t.Errorf("same %+v, want %+v", wr.Same, want)
+	}
+	if want := []image.Span{{Addr: base + 4*ps, NPages: 1}}; !reflect.DeepEqual(wr.Zero, want) {
+		t.Errorf("zero %+v, want %+v", wr.Zero, want)
+	}
+	if len(wr.Runs) != 2 || wr.Runs[0].Addr != base+2*ps || wr.Runs[0].NPages != 2 || wr.Runs[1].Addr != base+5*ps || wr.Runs[1].NPages != 1 {
+		t.Errorf("runs %+v, want pages 2-3 and 5", wr.Runs)
+	}
+	v := image.VMA{Start: base, End: base + 6*ps, Prot: 3, Flags: 2, Kind: image.KindAnon, Pages: wr.Runs}
+	img := testImage(v)
+	if err := w.Commit(img); err != nil {
+		t.Fatal(err)
+	}
+	// The hash index covers every slot of the pages file, superseded
+	// copies included.
+	got, err := image.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, err := image.ReadHashes(dir, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := os.ReadFile(filepath.Join(dir, image.PagesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hashes) != 8 || len(pages) != 8*ps {
+		t.Fatalf("%d hashes, %d bytes of pages; want 8 of each", len(hashes), len(pages)/ps)
+	}
+	for i, h := range hashes {
+		if want := image.PageHash(pages[i*ps : (i+1)*ps]); h != want {
+			t.Errorf("hash of slot %d = %#x, want %#x", i, h, want)
+		}
+	}
+}
+
+func TestReadHashesErrors(t *testing.T) {
+	mk := func(t *testing.T) (string, *image.Image) {
+		dir := filepath.Join(t.TempDir(), "img")
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr, err := w.WritePages(0x1000, pattern(3, 1), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := testImage(image.VMA{Start: 0x1000, End: 0x4000, Prot: 3, Flags: 2, Kind: image.KindAnon, Pages: wr.Runs})
+		if err := w.Commit(img); err != nil {
+			t.Fatal(err)
+		}
+		got, err := image.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, got
+	}
+	hp := func(dir string) string { return filepath.Join(dir, image.HashesFile) }
+	for _, tt := range []struct {
+		name   string
+		tamper func(t *testing.T, dir string, img *image.Image)
+		want   error
+		msg    string
+	}{
+		{"missing", func(t *testing.T, dir string, _ *image.Image) { os.Remove(hp(dir)) }, image.ErrTruncated, "hashes.crbpf is missing"},
+		{"short", func(t *testing.T, dir string, _ *image.Image) { os.Truncate(hp(dir), 16) }, image.ErrTruncated, "truncated"},
+		{"long", func(t *testing.T, dir string, _ *image.Image) { os.Truncate(hp(dir), 32) }, image.ErrCorrupt, "32 bytes, want 24"},
+		{"altered", func(t *testing.T, dir string, _ *image.Image) {
+			b, _ := os.ReadFile(hp(dir))
+			b[3] ^= 1
+			os.WriteFile(hp(dir), b, 0o600)
+		}, image.ErrCorrupt, "checksum mismatch"},
+		{"none", func(t *testing.T, _ string, img *image.Image) { img.Hashes = nil }, image.ErrInvalid, "no page hashes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, img := mk(t)
+			tt.tamper(t, dir, img)
+			_, err := image.ReadHashes(dir, img)
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("ReadHashes: %v, want %v containing %q", err, tt.want, tt.msg)
+			}
+		})
 	}
 }

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/crbpf/crbpf/api"
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/checkpoint"
 	"github.com/crbpf/crbpf/client"
 	"github.com/crbpf/crbpf/daemon"
+	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/spf13/cobra"
@@ -47,6 +50,12 @@ type checkpointOutput struct {
 	StateReused   bool          `json:"state_reused"`
 	Warnings      []string      `json:"warnings,omitempty"`
 	InMemory      bool          `json:"in_memory,omitempty"` // kept by the daemon (Image is empty)
+	// Incremental checkpoints: the parent's crid, how unchanged pages
+	// were found, pages taken from the parent and zero pages recorded.
+	ParentCRID     uint64 `json:"parent_crid,omitempty"`
+	Incremental    string `json:"incremental,omitempty"`
+	InheritedPages uint64 `json:"inherited_pages,omitempty"`
+	ZeroPages      uint64 `json:"zero_pages,omitempty"`
 }
 
 func newCheckpointCmd(g *globals) *cobra.Command {
@@ -57,6 +66,7 @@ func newCheckpointCmd(g *globals) *cobra.Command {
 		precopyFlag string
 		maxDowntime time.Duration
 		inMemory    bool
+		parent      string
 	)
 	cmd := &cobra.Command{
 		Use:   "checkpoint [flags] PID",
@@ -74,6 +84,13 @@ set stops shrinking; then the process is stopped for a short final copy of
 what is still dirty plus its registers and kernel state. One line per round
 goes to stderr. --precopy 0 copies everything while the process is stopped.
 
+With --parent the checkpoint is incremental: it stores only the pages that
+differ from the parent image's (compared by a CRC-32C and a 64-bit hash per
+page, so the parent's data is not read) and takes the others from it at
+restart. The parent is an image directory, or a crid: an in-memory image when
+the daemon takes the checkpoint, otherwise an image next to the new one.
+Restart needs every image of the chain; 'crbpf images squash' merges one.
+
 The target must be single-threaded, without children, and use only regular
 files, directories, character devices, and a terminal or pipes on fds 0-2.
 Anything else is refused before the target is touched (exit code 5).
@@ -83,7 +100,8 @@ the target is put back exactly as it was and keeps running.`,
   crbpf checkpoint -o /tmp/img --kill 1234
   crbpf checkpoint --json 1234 | jq .crid
   crbpf checkpoint --precopy 3 --max-downtime 5ms 1234
-  crbpf checkpoint --precopy 0 1234      # full freeze`,
+  crbpf checkpoint --precopy 0 1234      # full freeze
+  crbpf checkpoint -o img1 1234 && crbpf checkpoint --parent img1 -o img2 1234`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pid, err := strconv.Atoi(args[0])
@@ -107,7 +125,12 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			if dc != nil {
 				defer dc.Close()
-				req := api.Request{PID: pid, Precopy: precopyFlag, Kill: kill, InMemory: out == ""}
+				req := api.Request{PID: pid, Precopy: precopyFlag, Kill: kill, InMemory: out == "", Parent: parent}
+				if _, isCRID := cridArg(parent); parent != "" && !isCRID {
+					if req.Parent, err = filepath.Abs(parent); err != nil {
+						return err
+					}
+				}
 				if cmd.Flags().Changed("max-downtime") {
 					req.MaxDowntime = maxDowntime.String()
 				}
@@ -117,6 +140,12 @@ the target is put back exactly as it was and keeps running.`,
 					}
 				}
 				return g.checkpointViaDaemon(dc, req, asJSON)
+			}
+			var par *checkpoint.Parent
+			if parent != "" {
+				if par, err = localParent(parent, out); err != nil {
+					return err
+				}
 			}
 			counter, err := g.counter()
 			if err != nil {
@@ -135,7 +164,7 @@ the target is put back exactly as it was and keeps running.`,
 			started := time.Now()
 			res, err := checkpoint.Run(cmd.Context(), tr, checkpoint.Options{
 				PID: pid, Dir: out, Kill: kill, Version: crbpfVersion(), Log: g.logger(),
-				NewCRID: newCRID, Precopy: rounds, MaxDowntime: maxDowntime,
+				NewCRID: newCRID, Precopy: rounds, MaxDowntime: maxDowntime, Parent: par,
 				Progress: func(r checkpoint.Round) {
 					faults := ""
 					if r.FaultTelemetry {
@@ -169,7 +198,8 @@ the target is put back exactly as it was and keeps running.`,
 				TotalSeconds: res.Total.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes,
 				Killed: res.Killed, Warnings: res.Warnings, Mode: res.Mode, ModeReason: res.ModeReason,
 				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages,
-				Telemetry: res.Telemetry, StateReused: res.StateReused}
+				Telemetry: res.Telemetry, StateReused: res.StateReused,
+				ParentCRID: res.ParentCRID, Incremental: res.Incremental, InheritedPages: res.InheritedPages, ZeroPages: res.ZeroPages}
 			for _, r := range res.Rounds {
 				ro := roundOutput{Round: r.Index, DirtyPages: r.DirtyPages, NewPages: r.NewPages,
 					Bytes: r.Bytes, Seconds: r.Duration.Seconds(), PredictedFreezeS: r.PredictedFreeze.Seconds(),
@@ -188,6 +218,10 @@ the target is put back exactly as it was and keeps running.`,
 			if res.StopReason != "" {
 				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
 			}
+			if res.ParentCRID != 0 {
+				g.progress("incremental on parent crid %d (unchanged pages found by %s comparison): %d pages stored, %d taken from the parent",
+					res.ParentCRID, res.Incremental, res.Pages, res.InheritedPages)
+			}
 			if asJSON {
 				return g.printJSON(o)
 			}
@@ -205,8 +239,49 @@ the target is put back exactly as it was and keeps running.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&precopyFlag, "precopy", "auto", "pre-copy rounds while the process runs: N, 0 for a full freeze, or auto")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "keep the image in the daemon's memory and print its crid (needs `crbpf daemon`)")
+	cmd.Flags().StringVar(&parent, "parent", "", "make the checkpoint incremental on this image (`CRID|IMG`)")
 	cmd.Flags().DurationVar(&maxDowntime, "max-downtime", checkpoint.DefaultMaxDowntime, "end pre-copy once the final copy is predicted to take at most this")
 	return cmd
+}
+
+// localParent finds the parent of a checkpoint taken without the daemon:
+// an image directory, or a crid among the images next to the new image.
+func localParent(arg, out string) (*checkpoint.Parent, error) {
+	dir := arg
+	if crid, ok := cridArg(arg); ok {
+		where := filepath.Dir(filepath.Clean(out))
+		if out == "" {
+			where = "."
+		}
+		found, err := findImage(where, crid)
+		if err != nil {
+			return nil, err
+		}
+		dir = found
+	}
+	c, err := chain.Load(dir, chain.OnDisk)
+	if err != nil {
+		return nil, &exitError{code: exitBadImage, err: fmt.Errorf("parent: %w", err)}
+	}
+	return &checkpoint.Parent{Chain: c}, nil
+}
+
+// findImage returns the image directory in dir whose crid is crid.
+func findImage(dir string, crid uint64) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if img, err := image.Load(p); err == nil && img.Header.CRID == crid {
+			return p, nil
+		}
+	}
+	return "", &exitError{code: exitBadImage, err: fmt.Errorf("no image with crid %d in %s (in-memory images need the daemon); give the parent image's directory", crid, dir)}
 }
 
 // checkpointViaDaemon asks the daemon for the checkpoint and prints what

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/crbpf/crbpf/api"
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/checkpoint"
 	"github.com/crbpf/crbpf/crid"
 	"github.com/crbpf/crbpf/image"
@@ -165,7 +166,7 @@ func exitCode(err error) int {
 }
 
 func isImageError(err error) bool {
-	for _, e := range []error{image.ErrNotImage, image.ErrVersion, image.ErrCorrupt, image.ErrTruncated, image.ErrInvalid} {
+	for _, e := range []error{image.ErrNotImage, image.ErrVersion, image.ErrCorrupt, image.ErrTruncated, image.ErrInvalid, chain.ErrBroken} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/crbpf/crbpf/api"
-	"github.com/crbpf/crbpf/image"
+	"github.com/crbpf/crbpf/chain"
 	"github.com/crbpf/crbpf/metrics"
 	"github.com/crbpf/crbpf/ptrace"
 	"github.com/crbpf/crbpf/restore"
@@ -86,15 +86,22 @@ stderr; in the foreground crbpf waits for its exit through the daemon.`,
 				}
 				return g.restartViaDaemon(crid, detach, asJSON)
 			}
-			img, err := image.Load(dir)
+			ch, err := chain.Load(dir, chain.OnDisk)
 			if err != nil {
 				return err
+			}
+			img, err := ch.Resolve()
+			if err != nil {
+				return err
+			}
+			if n := len(ch.Links); n > 1 {
+				g.logger().Info("restoring from a chain of images", "crid", img.Header.CRID, "images", n, "crids", ch.CRIDs())
 			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
 			started := time.Now()
 			res, err := restore.Run(cmd.Context(), tr, restore.Options{
-				Dir: dir, Image: img, StrictPID: strict, Log: g.logger(), Verify: true,
+				Dir: dir, Image: img, Chain: ch, StrictPID: strict, Log: g.logger(), Verify: true,
 				Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, Inherit: inherit,
 			})
 			g.recordMetrics(func(s *metrics.Set) {

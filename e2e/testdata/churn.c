@@ -562,17 +562,20 @@ static void verify(void) {
 	}
 }
 
+static unsigned long long g_reports; /* verifies reported: says which point in time a restored copy is from */
+
 static void report(void) {
 	verify();
+	g_reports++;
 	if (g_nbad == 0)
 		printf("VERIFY OK ops=%llu mainw=%llu mainz=%llu bigz=%llu rdr=%llu rdz=%llu fpw=%llu fpz=%llu "
 		       "slotw=%llu slotz=%llu mmap=%llu munmap=%llu mremap_move=%llu mremap_inplace=%llu "
 		       "mprotect=%llu punch=%llu sbrk=%llu unsbrk=%llu brkw=%llu xwreq=%llu xwdone=%llu "
-		       "mremap_efault=%llu pages=%zu zero=%zu xwpend=%d xwmixed=%d brkchunks=%d\n",
+		       "mremap_efault=%llu pages=%zu zero=%zu xwpend=%d xwmixed=%d brkchunks=%d verifies=%llu\n",
 		       g_n.ops, g_n.mainw, g_n.mainz, g_n.bigz, g_n.rdr, g_n.rdz, g_n.fpw, g_n.fpz, g_n.slotw,
 		       g_n.slotz, g_n.mmap, g_n.munmap, g_n.mremap_move, g_n.mremap_inplace, g_n.mprotect, g_n.punch,
 		       g_n.sbrk, g_n.unsbrk, g_n.brkw, g_n.xwreq, g_n.xwdone, g_n.mremap_efault, g_vpages, g_vzero, g_xwpend, g_xwmixed,
-		       g_nbc);
+		       g_nbc, g_reports);
 	else {
 		char per[256];
 		size_t n = 0;
