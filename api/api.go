@@ -148,6 +148,9 @@ type Image struct {
 	Bytes   uint64 `json:"bytes"`
 	Created string `json:"created"` // RFC 3339
 	Owner   int    `json:"owner_uid"`
+	// Parent is the crid of the in-memory image an incremental image
+	// builds on (0: self-contained).
+	Parent uint64 `json:"parent_crid,omitempty"`
 }
 
 // Status describes the daemon.

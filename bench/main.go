@@ -44,6 +44,7 @@ type config struct {
 	settle time.Duration
 	quiet  float64       // wait for other processes to use less than this % of a CPU
 	quietW time.Duration // ... at most this long
+	inc    incConfig     // -incremental: that mode instead of the matrix
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -61,8 +62,14 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "pause after each checkpoint")
 	fs.Float64Var(&c.quiet, "quiet", 25, "before each repetition, wait until other processes use less than this percentage of one CPU (0: do not wait)")
 	fs.DurationVar(&c.quietW, "quiet-wait", 2*time.Minute, "longest wait for -quiet; the repetition runs anyway after it")
+	c.inc.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.inc.on {
+		if err := c.inc.defaults(fs, sizes, rates, &c.hot); err != nil {
+			return nil, err
+		}
 	}
 	if fs.NArg() != 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -168,6 +175,9 @@ func run() error {
 	}
 	if e.dirtier, err = buildDirtier(ctx, tmp); err != nil {
 		return err
+	}
+	if cfg.inc.on {
+		return e.runIncremental(ctx, root)
 	}
 	write := func(rep *report) error {
 		if cfg.out == "" {

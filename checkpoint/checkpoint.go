@@ -327,7 +327,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 	cp, err := precopy.NewCopier(o.PID, w, precopy.Buffers(), pt)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			err = errors.Join(procfs.ErrNoProcess, err)
+		}
+		return nil, gone(o.PID, err)
 	}
 	defer cp.Close()
 	if reuse {

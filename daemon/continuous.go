@@ -109,7 +109,7 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 		}
 		out, code, err := d.once(ctx, c, req, pid, st, parent, tracking)
 		if err != nil {
-			if code == api.CodeGone {
+			if code == api.CodeGone || !alive(pidfd) {
 				return end(fmt.Sprintf("pid %d exited", pid), n)
 			}
 			if ctx.Err() != nil {
@@ -157,6 +157,13 @@ func exited(ctx context.Context, pidfd int, d time.Duration) <-chan struct{} {
 		}
 	}()
 	return ch
+}
+
+// alive reports whether the process behind pidfd has not exited.
+func alive(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n == 0
 }
 
 // merge makes the in-memory image next (whose parent is oldest)

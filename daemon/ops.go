@@ -405,7 +405,7 @@ func (d *Daemon) list(c *client) error {
 	var out []api.Image
 	for _, e := range d.store.list(owner) {
 		out = append(out, api.Image{CRID: e.crid, PID: e.pid, Comm: e.comm, Bytes: e.bytes,
-			Created: e.created.UTC().Format(time.RFC3339), Owner: e.owner})
+			Created: e.created.UTC().Format(time.RFC3339), Owner: e.owner, Parent: e.parent})
 	}
 	if out == nil {
 		out = []api.Image{}

@@ -67,6 +67,8 @@ func newCheckpointCmd(g *globals) *cobra.Command {
 		maxDowntime time.Duration
 		inMemory    bool
 		parent      string
+		every       time.Duration
+		keep        int
 	)
 	cmd := &cobra.Command{
 		Use:   "checkpoint [flags] PID",
@@ -91,6 +93,14 @@ restart. The parent is an image directory, or a crid: an in-memory image when
 the daemon takes the checkpoint, otherwise an image next to the new one.
 Restart needs every image of the chain; 'crbpf images squash' merges one.
 
+With --every the daemon takes checkpoints continuously: in memory, one every
+interval, each incremental on the one before, with write tracking kept armed
+on the process between them (only pages written since the last one are
+copied, nothing is compared). At most --keep are kept: the oldest is merged
+into the next, which becomes self-contained. One line per checkpoint; it ends
+when the process exits or on Ctrl-C (the images stay in the daemon's memory:
+crbpf images ls).
+
 The target must be single-threaded, without children, and use only regular
 files, directories, character devices, and a terminal or pipes on fds 0-2.
 Anything else is refused before the target is touched (exit code 5).
@@ -101,7 +111,8 @@ the target is put back exactly as it was and keeps running.`,
   crbpf checkpoint --json 1234 | jq .crid
   crbpf checkpoint --precopy 3 --max-downtime 5ms 1234
   crbpf checkpoint --precopy 0 1234      # full freeze
-  crbpf checkpoint -o img1 1234 && crbpf checkpoint --parent img1 -o img2 1234`,
+  crbpf checkpoint -o img1 1234 && crbpf checkpoint --parent img1 -o img2 1234
+  crbpf checkpoint --every 5s --keep 10 1234   # continuous, through the daemon`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pid, err := strconv.Atoi(args[0])
@@ -118,6 +129,20 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			if inMemory && out != "" {
 				return usageErr("--in-memory and -o exclude each other")
+			}
+			if cmd.Flags().Changed("keep") && every == 0 {
+				return usageErr("--keep goes with --every")
+			}
+			if every != 0 {
+				switch {
+				case every < 0:
+					return usageErr("--every wants a positive interval, got %v", every)
+				case out != "" || kill:
+					return usageErr("--every keeps the images in the daemon's memory: no -o or --kill")
+				case keep < 2:
+					return usageErr("--keep wants at least 2 (a base and one increment), got %d", keep)
+				}
+				inMemory = true
 			}
 			dc, err := g.daemonClient(inMemory)
 			if err != nil {
@@ -138,6 +163,10 @@ the target is put back exactly as it was and keeps running.`,
 					if req.Dir, err = filepath.Abs(out); err != nil {
 						return err
 					}
+				}
+				if every != 0 {
+					req.Every, req.Keep = every.String(), keep
+					return g.continuousViaDaemon(cmd.Context(), dc, req, asJSON)
 				}
 				return g.checkpointViaDaemon(dc, req, asJSON)
 			}
@@ -239,6 +268,8 @@ the target is put back exactly as it was and keeps running.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	cmd.Flags().StringVar(&precopyFlag, "precopy", "auto", "pre-copy rounds while the process runs: N, 0 for a full freeze, or auto")
 	cmd.Flags().BoolVar(&inMemory, "in-memory", false, "keep the image in the daemon's memory and print its crid (needs `crbpf daemon`)")
+	cmd.Flags().DurationVar(&every, "every", 0, "checkpoint continuously at this interval, through the daemon")
+	cmd.Flags().IntVar(&keep, "keep", 10, "with --every: how many checkpoints to keep in memory")
 	cmd.Flags().StringVar(&parent, "parent", "", "make the checkpoint incremental on this image (`CRID|IMG`)")
 	cmd.Flags().DurationVar(&maxDowntime, "max-downtime", checkpoint.DefaultMaxDowntime, "end pre-copy once the final copy is predicted to take at most this")
 	return cmd
@@ -312,6 +343,40 @@ func (g *globals) checkpointViaDaemon(dc *client.Client, req api.Request, asJSON
 	}
 	fmt.Fprintf(g.stdout, "crid %d: pid %d checkpointed to %s (%s; %s, frozen %.3f ms; image %d pages, %d bytes)\n",
 		r.CRID, r.PID, where, state, r.Mode, r.FreezeSeconds*1e3, r.PagesWritten, r.BytesWritten)
+	return nil
+}
+
+// continuousViaDaemon has the daemon checkpoint the process every
+// req.Every until it exits or ctx ends (Ctrl-C closes the connection, which
+// ends them), printing one line (or JSON object) per checkpoint.
+func (g *globals) continuousViaDaemon(ctx context.Context, dc *client.Client, req api.Request, asJSON bool) error {
+	stop := context.AfterFunc(ctx, func() { dc.Close() })
+	defer stop()
+	g.progress("checkpointing pid %d every %s, keeping %d in the daemon's memory; Ctrl-C stops", req.PID, req.Every, req.Keep)
+	end, err := dc.Continuous(req, func(r api.CheckpointResult) {
+		if asJSON {
+			g.printJSON(r)
+			return
+		}
+		how := "full"
+		if r.ParentCRID != 0 {
+			how = fmt.Sprintf("on crid %d (%s), %d pages inherited", r.ParentCRID, r.Incremental, r.InheritedPages)
+		}
+		merged := ""
+		if len(r.Merged) > 0 {
+			merged = fmt.Sprintf("; merged %v into the next", r.Merged)
+		}
+		fmt.Fprintf(g.stdout, "crid %d: pid %d, %s, frozen %.3f ms, %d pages stored in %.3f s%s\n",
+			r.CRID, r.PID, how, r.FreezeSeconds*1e3, r.PagesWritten, r.TotalSeconds, merged)
+	})
+	if ctx.Err() != nil {
+		g.progress("stopped; the checkpoints taken stay in the daemon's memory (crbpf images ls)")
+		return nil
+	}
+	if err != nil {
+		return daemonErr(err)
+	}
+	g.progress("%d checkpoints, ended: %s; kept in memory: %v", end.Checkpoints, end.Reason, end.Kept)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/crbpf/crbpf/image"
@@ -20,6 +21,7 @@ type listedImage struct {
 	InMemory bool   `json:"in_memory"`
 	Path     string `json:"path,omitempty"`
 	Owner    *int   `json:"owner_uid,omitempty"`
+	Parent   uint64 `json:"parent_crid,omitempty"` // incremental: the image it builds on
 }
 
 func newImagesLsCmd(g *globals) *cobra.Command {
@@ -47,7 +49,7 @@ current directory), by crid.`,
 				for _, im := range ims {
 					owner := im.Owner
 					out = append(out, listedImage{CRID: im.CRID, PID: im.PID, Comm: im.Comm, Bytes: im.Bytes,
-						Created: im.Created, InMemory: true, Owner: &owner})
+						Created: im.Created, InMemory: true, Owner: &owner, Parent: im.Parent})
 				}
 			}
 			if len(args) == 0 {
@@ -77,7 +79,8 @@ current directory), by crid.`,
 					}
 					abs, _ := filepath.Abs(p)
 					out = append(out, listedImage{CRID: img.Header.CRID, PID: img.Header.PID, Comm: img.Header.Comm,
-						Bytes: uint64(bytes), Created: img.Header.Time.UTC().Format("2006-01-02T15:04:05Z"), Path: abs})
+						Bytes: uint64(bytes), Created: img.Header.Time.UTC().Format("2006-01-02T15:04:05Z"), Path: abs,
+						Parent: parentOf(img)})
 				}
 			}
 			if asJSON {
@@ -87,13 +90,17 @@ current directory), by crid.`,
 				return g.printJSON(out)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "CRID\tPID\tCOMM\tBYTES\tCREATED\tWHERE")
+			fmt.Fprintln(tw, "CRID\tPARENT\tPID\tCOMM\tBYTES\tCREATED\tWHERE")
 			for _, im := range out {
 				where := im.Path
 				if im.InMemory {
 					where = "memory"
 				}
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%s\n", im.CRID, im.PID, im.Comm, im.Bytes, im.Created, where)
+				parent := "-"
+				if im.Parent != 0 {
+					parent = strconv.FormatUint(im.Parent, 10)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\n", im.CRID, parent, im.PID, im.Comm, im.Bytes, im.Created, where)
 			}
 			return tw.Flush()
 		},
@@ -154,4 +161,14 @@ func newImagesDropCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// parentOf is the crid of the image img inherits pages from, 0 if none.
+func parentOf(img *image.Image) uint64 {
+	for _, v := range img.VMAs {
+		if len(v.Inherit) > 0 {
+			return img.Header.ParentCRID
+		}
+	}
+	return 0
 }
