@@ -85,7 +85,13 @@ type Tracking struct {
 	crid    uint64 // the checkpoint whose freeze the tracker counts from
 	tracker *uffdTracker
 	known   []precopy.Range
+	// Watched is for the owner (e.g. a daemon watching for the process's
+	// exit); Run does not use it.
+	Watched bool
 }
+
+// Active reports whether tracking is armed (on some process).
+func (t *Tracking) Active() bool { return t != nil && t.tracker != nil }
 
 // Armed reports whether tracking is kept for pid since checkpoint crid.
 func (t *Tracking) Armed(pid int, crid uint64) bool {
@@ -99,8 +105,13 @@ func (t *Tracking) Close() error {
 		return nil
 	}
 	tr := t.tracker
-	*t = Tracking{}
+	t.forget()
 	return tr.Close()
+}
+
+// forget drops the tracker without closing it.
+func (t *Tracking) forget() {
+	*t = Tracking{Watched: t.Watched}
 }
 
 // Parent is the image an incremental checkpoint builds on.
@@ -316,7 +327,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			return
 		}
 		if reuse {
-			*o.Tracking = Tracking{} // closed here
+			o.Tracking.forget() // closed here
 		}
 		tracker.Close()
 	}()
@@ -371,7 +382,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	waitRelease := func() {}
 	if !o.Kill && tracker != nil && o.Tracking != nil {
 		keep = true
-		*o.Tracking = Tracking{pid: o.PID, crid: id, tracker: tracker, known: cp.Known()}
+		*o.Tracking = Tracking{pid: o.PID, crid: id, tracker: tracker, known: cp.Known(), Watched: o.Tracking.Watched}
 	} else if !o.Kill && tracker != nil {
 		released := make(chan struct{})
 		go func() {
@@ -417,7 +428,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	} else if keep {
 		// No image to continue from: the tracking goes with it.
 		keep = false
-		*o.Tracking = Tracking{}
+		o.Tracking.forget()
 	}
 	res.Warnings = c.warnings
 	if o.Kill {

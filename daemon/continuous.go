@@ -68,11 +68,18 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 		cancel()
 	}()
 
-	tracking := &checkpoint.Tracking{}
+	// The tracking is the daemon's for this pid: a process has one
+	// userfaultfd tracking it. Continuous checkpoints remove it when they
+	// end, whatever the daemon keeps otherwise.
 	defer func() {
-		t0 := time.Now()
-		tracking.Close()
-		d.log.Debug("continuous checkpoints: write protection removed", "pid", pid, "duration", time.Since(t0))
+		d.ckptMu.Lock()
+		defer d.ckptMu.Unlock()
+		if t := d.tracking[pid]; t != nil {
+			t0 := time.Now()
+			t.Close()
+			delete(d.tracking, pid)
+			d.log.Debug("continuous checkpoints: write protection removed", "pid", pid, "duration", time.Since(t0))
+		}
 	}()
 	var kept []uint64 // this job's chain in memory, oldest first
 	end := func(reason string, n int) error {
@@ -107,7 +114,7 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 		if st, err = procfs.ReadStatus(pid); err != nil {
 			return end(fmt.Sprintf("pid %d exited", pid), n)
 		}
-		out, code, err := d.once(ctx, c, req, pid, st, parent, tracking)
+		out, code, err := d.once(ctx, c, req, pid, st, parent, true)
 		if err != nil {
 			if code == api.CodeGone || !alive(pidfd) {
 				return end(fmt.Sprintf("pid %d exited", pid), n)
@@ -157,6 +164,65 @@ func exited(ctx context.Context, pidfd int, d time.Duration) <-chan struct{} {
 		}
 	}()
 	return ch
+}
+
+// keptTracking returns the tracking kept for pid, making an empty one.
+// Precondition: d.ckptMu held.
+func (d *Daemon) keptTracking(pid int) *checkpoint.Tracking {
+	t := d.tracking[pid]
+	if t == nil {
+		t = &checkpoint.Tracking{}
+		d.tracking[pid] = t
+	}
+	return t
+}
+
+// settleTracking forgets pid's tracking if the checkpoint did not keep it,
+// and otherwise makes sure it is removed when the process exits.
+// Precondition: d.ckptMu held.
+func (d *Daemon) settleTracking(pid int) {
+	t := d.tracking[pid]
+	if t == nil {
+		return
+	}
+	if !t.Active() {
+		delete(d.tracking, pid)
+		return
+	}
+	if t.Watched {
+		return
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil { // gone already
+		t.Close()
+		delete(d.tracking, pid)
+		return
+	}
+	t.Watched = true
+	d.reapers.Add(1)
+	go func() {
+		defer d.reapers.Done()
+		defer unix.Close(pidfd)
+		for {
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			if n, err := unix.Poll(fds, 500); n > 0 || (err != nil && err != unix.EINTR) {
+				break
+			}
+			d.ckptMu.Lock()
+			still := d.tracking[pid] == t
+			d.ckptMu.Unlock()
+			if !still {
+				return
+			}
+		}
+		d.ckptMu.Lock()
+		defer d.ckptMu.Unlock()
+		if d.tracking[pid] == t {
+			t.Close()
+			delete(d.tracking, pid)
+			d.log.Debug("process exited: its write tracking is closed", "pid", pid)
+		}
+	}()
 }
 
 // alive reports whether the process behind pidfd has not exited.

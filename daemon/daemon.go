@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crbpf/crbpf/checkpoint"
 	"github.com/crbpf/crbpf/crid"
 	"github.com/crbpf/crbpf/loader"
 	"github.com/crbpf/crbpf/metrics"
@@ -29,9 +30,12 @@ type Config struct {
 	ImageDir     string
 	MemoryLimit  uint64 // bytes of in-memory images; 0: no limit
 	MemoryPolicy string // PolicyRefuse (default) or PolicyEvict
-	Version      string
-	Revision     string
-	Log          *slog.Logger
+	// NoKeepTracking removes write protection from a process at the end of
+	// each checkpoint instead of keeping it armed for the next one.
+	NoKeepTracking bool
+	Version        string
+	Revision       string
+	Log            *slog.Logger
 }
 
 // Daemon serves checkpoints and restarts to clients. See the package doc.
@@ -46,6 +50,9 @@ type Daemon struct {
 	started        time.Time
 
 	ckptMu sync.Mutex // one checkpoint at a time: they share the eBPF counters
+	// tracking is the write tracking kept armed per pid between
+	// checkpoints; guarded by ckptMu.
+	tracking map[int]*checkpoint.Tracking
 
 	ops     sync.WaitGroup // requests in flight
 	conns   sync.Map       // net.Conn -> struct{}: open connections, closed at shutdown
@@ -71,7 +78,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{cfg: cfg, log: cfg.Log, counter: counter}, nil
+	return &Daemon{cfg: cfg, log: cfg.Log, counter: counter, tracking: map[int]*checkpoint.Tracking{}}, nil
 }
 
 // Run serves until ctx is done, then shuts down cleanly: it stops
@@ -182,6 +189,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return true
 	})
 	d.ops.Wait()
+	d.ckptMu.Lock()
+	for pid, t := range d.tracking {
+		t.Close()
+		delete(d.tracking, pid)
+	}
+	d.ckptMu.Unlock()
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		httpSrv.Shutdown(sctx)

@@ -138,7 +138,7 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 			return c.fail(code, err)
 		}
 	}
-	out, code, err := d.once(ctx, c, req, pid, st, parent, nil)
+	out, code, err := d.once(ctx, c, req, pid, st, parent, !d.cfg.NoKeepTracking)
 	if err != nil {
 		return c.fail(code, err)
 	}
@@ -147,10 +147,11 @@ func (d *Daemon) checkpoint(ctx context.Context, c *client, req *api.Request) er
 }
 
 // once takes one checkpoint of pid (status st) as req says, on parent if
-// not nil, with tracking kept in tracking if not nil. It returns the
-// result, or an error with its protocol code.
+// not nil. With keep, write tracking stays armed on the process afterwards
+// (d.tracking), so that a next checkpoint on this one copies only what was
+// written since. It returns the result, or an error with its protocol code.
 func (d *Daemon) once(ctx context.Context, c *client, req *api.Request, pid int, st *procfs.Status,
-	parent *checkpoint.Parent, tracking *checkpoint.Tracking) (*api.CheckpointResult, string, error) {
+	parent *checkpoint.Parent, keep bool) (*api.CheckpointResult, string, error) {
 	uid := c.cred.Uid
 	rounds := checkpoint.Auto
 	if req.Precopy != "" && req.Precopy != "auto" {
@@ -180,6 +181,17 @@ func (d *Daemon) once(ctx context.Context, c *client, req *api.Request, pid int,
 
 	d.ckptMu.Lock()
 	defer d.ckptMu.Unlock()
+	// A tracking kept from an earlier checkpoint is reused when this one
+	// builds on it, and replaced otherwise (checkpoint.Run decides); without
+	// keep it is removed here.
+	var tracking *checkpoint.Tracking
+	if keep {
+		tracking = d.keptTracking(pid)
+	} else if t := d.tracking[pid]; t != nil {
+		t.Close() // one userfaultfd per process: this checkpoint arms its own
+		delete(d.tracking, pid)
+	}
+	defer d.settleTracking(pid)
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	var issued uint64

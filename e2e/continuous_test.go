@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/crbpf/crbpf/image"
 	"github.com/crbpf/crbpf/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -147,4 +149,82 @@ func TestContinuous(t *testing.T) {
 	if !strings.Contains(strings.Join(cli.Stderr(), "\n"), "exited") {
 		t.Errorf("checkpoint --every did not say the process exited:\n%s", cli.Log())
 	}
+}
+
+// TestDaemonKeepsTracking: after a checkpoint the daemon keeps write
+// tracking armed on the process, so a checkpoint on that one copies only
+// what was written since ("tracked"); one on an older parent compares
+// hashes and re-arms. The copies restart and verify themselves, and when
+// the daemon stops the protection is gone and the process runs on.
+func TestDaemonKeepsTracking(t *testing.T) {
+	testutil.RequireRoot(t)
+	d := startDaemon(t)
+	orig, ci := startChurn(t, 32)
+	w := startWriter(t, orig.PID, ci.xwreq)
+	waitChurned(t, orig, orig.PID, 20)
+
+	take := func(parent uint64) continuousLine {
+		t.Helper()
+		args := []string{"checkpoint", "--in-memory", "--json"}
+		if parent != 0 {
+			args = append(args, "--parent", strconv.FormatUint(parent, 10))
+		}
+		stdout, stderr, code := d.cli(t, 0, append(args, strconv.Itoa(orig.PID))...)
+		if code != exitOK {
+			t.Fatalf("checkpoint: exit %d\n%s%s", code, stdout, stderr)
+		}
+		var c continuousLine
+		if err := json.Unmarshal([]byte(stdout), &c); err != nil {
+			t.Fatalf("checkpoint --json: %v\n%s", err, stdout)
+		}
+		t.Logf("crid %d on %d: %q, %d stored, %d inherited", c.CRID, parent, c.Incremental, c.PagesWritten, c.InheritedPages)
+		if c.ParentCRID != parent {
+			t.Errorf("crid %d: parent %d, want %d", c.CRID, c.ParentCRID, parent)
+		}
+		return c
+	}
+	c1 := take(0)
+	if n, _, err := uffdProtected(orig.PID); err != nil || n == 0 {
+		t.Errorf("after a checkpoint through the daemon %d pages are write-protected (%v), want tracking kept armed", n, err)
+	}
+	c2 := take(c1.CRID)
+	c3 := take(c1.CRID)
+	c4 := take(c3.CRID)
+	for _, c := range []struct {
+		got  continuousLine
+		want string
+	}{{c2, "tracked"}, {c3, "hash"}, {c4, "tracked"}} {
+		if c.got.Incremental != c.want || c.got.InheritedPages == 0 {
+			t.Errorf("crid %d: incremental %q with %d pages inherited, want %q and some", c.got.CRID, c.got.Incremental, c.got.InheritedPages, c.want)
+		}
+	}
+	stopWriter(t, w)
+	// Saved to disk, an incremental image stands alone (squashed).
+	saved := filepath.Join(t.TempDir(), "c4")
+	if stdout, stderr, code := d.cli(t, 0, "images", "save", strconv.FormatUint(c4.CRID, 10), saved); code != exitOK {
+		t.Fatalf("images save: exit %d\n%s%s", code, stdout, stderr)
+	}
+	im, err := image.Load(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range im.VMAs {
+		if len(v.Inherit) > 0 || im.Header.CRID != c4.CRID {
+			t.Fatalf("saved image crid %d inherits %d spans in %#x-%#x: want crid %d, self-contained", im.Header.CRID, len(v.Inherit), v.Start, v.End, c4.CRID)
+		}
+	}
+	for _, img := range []string{strconv.FormatUint(c2.CRID, 10), strconv.FormatUint(c4.CRID, 10), saved} {
+		out, pid := restartDetached(t, img, "--socket", d.sock)
+		churnVerify(t, out, pid)
+		noBadLines(t, "restored "+img, out.Lines())
+		testutil.KillAndReap(t, pid)
+	}
+	d.Signal(t, syscall.SIGTERM)
+	if code := d.Wait(t, timeout); code != exitOK {
+		t.Fatalf("daemon exited %d\n%s", code, d.Log())
+	}
+	if n, first, err := uffdProtected(orig.PID); err != nil || n != 0 {
+		t.Errorf("after the daemon stopped %d pages are still write-protected (first %s, %v)", n, first, err)
+	}
+	churnVerify(t, orig, orig.PID)
 }

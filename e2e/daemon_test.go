@@ -39,8 +39,17 @@ func startDaemon(t *testing.T, flags ...string) *daemonProc {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// In-memory images on tmpfs, removed with the test even when the
+	// daemon is killed (it removes its default directory only when it
+	// stops cleanly).
+	images, err := os.MkdirTemp("/dev/shm", "crbpf-test-images-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(images) })
 	d := &daemonProc{sock: filepath.Join(dir, "crbpf.sock"), ready: filepath.Join(dir, "ready")}
-	args := append([]string{"daemon", "--socket", d.sock, "--ready-file", d.ready, "--metrics-addr", "127.0.0.1:0"}, flags...)
+	args := append([]string{"daemon", "--socket", d.sock, "--ready-file", d.ready, "--metrics-addr", "127.0.0.1:0",
+		"--image-dir", filepath.Join(images, "store")}, flags...)
 	d.Target = testutil.StartCrbpf(t, args...)
 	deadline := time.Now().Add(timeout)
 	re := regexp.MustCompile(`msg=metrics addr=(\S+)`)

@@ -99,3 +99,28 @@ func TestFillZeroAndSame(t *testing.T) {
 		})
 	}
 }
+
+// TestContinue: a Copier continuing from a parent's armed tracking starts
+// with the tracked ranges known and the parent's pages inside them equal
+// to the parent's; pages the parent has outside them (not tracked since)
+// are not assumed, and later records supersede the assumption.
+func TestContinue(t *testing.T) {
+	v := image.VMA{Start: 0x10000, End: 0x10000 + 8*ps, Kind: image.KindAnon}
+	c := &Copier{}
+	c.Continue(
+		[]Range{{v.Start, v.Start + 6*ps}},                                    // tracked since the parent
+		[]Range{{v.Start + ps, v.Start + 4*ps}, {v.Start + 5*ps, v.End + ps}}, // where the parent has data
+	)
+	if got := c.Known(); !reflect.DeepEqual(got, []Range{{v.Start, v.Start + 6*ps}}) {
+		t.Errorf("Known() = %v", got)
+	}
+	c.log = append(c.log, noData(v.Start+2*ps, v.Start+3*ps), copyOf(run(v.Start+2*ps, 1, 0))) // page 2 written since
+	c.Fill(&v)
+	wantInherit := []image.Span{{Addr: v.Start + ps, NPages: 1}, {Addr: v.Start + 3*ps, NPages: 1}, {Addr: v.Start + 5*ps, NPages: 1}}
+	if !reflect.DeepEqual(v.Inherit, wantInherit) {
+		t.Errorf("inherited %+v, want %+v", v.Inherit, wantInherit)
+	}
+	if len(v.Pages) != 1 || v.Pages[0].Addr != v.Start+2*ps {
+		t.Errorf("runs %+v, want page 2 stored", v.Pages)
+	}
+}

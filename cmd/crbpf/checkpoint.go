@@ -248,8 +248,8 @@ the target is put back exactly as it was and keeps running.`,
 				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
 			}
 			if res.ParentCRID != 0 {
-				g.progress("incremental on parent crid %d (unchanged pages found by %s comparison): %d pages stored, %d taken from the parent",
-					res.ParentCRID, res.Incremental, res.Pages, res.InheritedPages)
+				g.progress("incremental on parent crid %d (unchanged pages found by %s): %d pages stored, %d taken from the parent",
+					res.ParentCRID, incrementalHow(res.Incremental), res.Pages, res.InheritedPages)
 			}
 			if asJSON {
 				return g.printJSON(o)
@@ -331,7 +331,12 @@ func (g *globals) checkpointViaDaemon(dc *client.Client, req api.Request, asJSON
 	if asJSON {
 		return g.printJSON(checkpointOutput{CRID: r.CRID, Image: r.Image, PID: r.PID, FreezeSeconds: r.FreezeSeconds,
 			TotalSeconds: r.TotalSeconds, PagesWritten: r.PagesWritten, BytesWritten: r.BytesWritten, Killed: r.Killed,
-			Mode: r.Mode, StopReason: r.StopReason, InMemory: r.InMemory})
+			Mode: r.Mode, StopReason: r.StopReason, InMemory: r.InMemory,
+			ParentCRID: r.ParentCRID, Incremental: r.Incremental, InheritedPages: r.InheritedPages})
+	}
+	if r.ParentCRID != 0 {
+		g.progress("incremental on parent crid %d (unchanged pages found by %s): %d pages stored, %d taken from the parent",
+			r.ParentCRID, incrementalHow(r.Incremental), r.PagesWritten, r.InheritedPages)
 	}
 	state := "resumed"
 	if r.Killed {
@@ -378,6 +383,17 @@ func (g *globals) continuousViaDaemon(ctx context.Context, dc *client.Client, re
 	}
 	g.progress("%d checkpoints, ended: %s; kept in memory: %v", end.Checkpoints, end.Reason, end.Kept)
 	return nil
+}
+
+// incrementalHow says how an incremental checkpoint found unchanged pages.
+func incrementalHow(kind string) string {
+	switch kind {
+	case "tracked":
+		return "the write tracking kept armed since the parent"
+	case "hash":
+		return "comparing page hashes with the parent's"
+	}
+	return kind
 }
 
 // daemonErr maps a daemon's refusal to the CLI's exit codes.

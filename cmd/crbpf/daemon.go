@@ -30,6 +30,13 @@ Any user may connect. Root may do everything; another user may checkpoint
 only its own processes (and itself), write images only into its own
 directories, and restart, save or drop only images it made.
 
+After a checkpoint the daemon keeps write tracking (userfaultfd write-protect)
+armed on the process, until its next checkpoint or its exit: a checkpoint
+with --parent on the previous one then copies only the pages written since,
+without reading or comparing the rest. The cost to the process is one minor
+fault on the first write to each page after a checkpoint. --no-keep-tracking
+removes the protection at the end of each checkpoint instead.
+
 SIGTERM or SIGINT stop it cleanly: checkpoints in flight are rolled back
 (their targets keep running, untouched), in-memory images are dropped,
 restored processes keep running.`,
@@ -60,6 +67,7 @@ restored processes keep running.`,
 	cmd.Flags().StringVar(&cfg.ReadyFile, "ready-file", "", "write this file once the socket listens and eBPF is attached")
 	cmd.Flags().StringVar(&cfg.ImageDir, "image-dir", "", "tmpfs directory for in-memory images (default: a private one under /dev/shm)")
 	cmd.Flags().StringVar(&limit, "memory-limit", "", "budget for in-memory images, e.g. 4GiB (default: none)")
+	cmd.Flags().BoolVar(&cfg.NoKeepTracking, "no-keep-tracking", false, "remove write tracking from a process after each checkpoint instead of keeping it for the next")
 	cmd.Flags().StringVar(&cfg.MemoryPolicy, "memory-policy", daemon.PolicyRefuse, "when a checkpoint does not fit: refuse it, or evict-oldest images")
 	return cmd
 }

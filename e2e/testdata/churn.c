@@ -446,6 +446,34 @@ static const char *slot_history(const struct slot *s) {
 }
 
 
+// on_segv reports a fault before the process dies of it: the address,
+// what this program thinks is there, and the kernel's mapping of it. A
+// checkpoint must never make a valid access fault; when one does, this
+// line says where to look. (Not async-signal-safe; the process is dying.)
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+	(void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	printf("CHURN FAILED signal %d code %d at %#lx (op %llu):", sig, si->si_code, (unsigned long)a, g_n.ops);
+	for (int k = 0; k < NSLOT; k++) {
+		const struct slot *s = &g_slot[k];
+		if (s->used && a >= (uintptr_t)s->a && a < (uintptr_t)s->a + s->n * PG)
+			printf(" slot %d page %lu ro=%d split=%d:%s;", k, (unsigned long)((a - (uintptr_t)s->a) / PG), s->ro,
+			       s->split, slot_history(s));
+	}
+	FILE *m = fopen("/proc/self/maps", "r");
+	char line[512];
+	while (m && fgets(line, sizeof line, m)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && a >= lo - 2 * PG && a < hi + 2 * PG) {
+			line[strcspn(line, "\n")] = 0;
+			printf(" maps: %s;", line);
+		}
+	}
+	printf("\n");
+	fflush(stdout);
+	raise(sig);
+}
+
 static uint64_t bword(uint64_t uid, size_t j) { return pword(R_BRK, uid, 0, j); }
 
 static size_t g_vpages, g_vzero;
@@ -1419,6 +1447,11 @@ int main(int argc, char **argv) {
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGUSR1, &sa, NULL) != 0)
+		die("sigaction");
+	sa.sa_handler = NULL;
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+	if (sigaction(SIGSEGV, &sa, NULL) != 0 || sigaction(SIGBUS, &sa, NULL) != 0)
 		die("sigaction");
 
 	verify();
