@@ -234,7 +234,9 @@ func alive(pidfd int) bool {
 
 // merge makes the in-memory image next (whose parent is oldest)
 // self-contained and drops oldest: the chain gets one link shorter and
-// every image that builds on next stays valid (same crid and id).
+// every image that builds on next stays valid (same crid and id). It folds
+// next onto oldest's pages file (copying only next's pages) and squashes
+// (copying all) when that would keep too much dead data.
 func (d *Daemon) merge(oldest, next uint64) error {
 	e, ok := d.store.get(next)
 	if !ok {
@@ -244,10 +246,20 @@ func (d *Daemon) merge(oldest, next uint64) error {
 	if err != nil {
 		return err
 	}
+	// Folding copies only next's own pages (the parent's pages file is
+	// reused); squashing copies everything, once dead data piles up.
 	tmp := d.store.tmpDir()
-	if _, err := chain.Squash(ch, tmp); err != nil {
-		return err
+	t0 := time.Now()
+	how := "folded"
+	if _, err := chain.Fold(ch, tmp); err != nil {
+		os.RemoveAll(tmp)
+		d.log.Debug("continuous checkpoints: squash instead of fold", "crid", next, "why", err)
+		how = "squashed"
+		if _, err := chain.Squash(ch, tmp); err != nil {
+			return err
+		}
 	}
+	d.log.Debug("continuous checkpoints: merged", "crid", oldest, "into", next, "how", how, "duration", time.Since(t0))
 	if err := d.store.replace(next, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
