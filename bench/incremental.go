@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,8 +56,10 @@ func (ic *incConfig) defaults(fs *flag.FlagSet, sizes, rates *string, hot *int) 
 		*hot = 16
 	}
 	switch {
-	case ic.wait < 0 || ic.every <= 0:
-		return errors.New("-inc-wait and -every must be positive")
+	case ic.wait < 0:
+		return errors.New("-inc-wait must not be negative")
+	case ic.every <= 0:
+		return errors.New("-every must be positive")
 	case ic.keep < 2:
 		return errors.New("-keep must be at least 2")
 	case ic.n < 2:
@@ -75,8 +76,8 @@ type diskCkpt struct {
 	Total     time.Duration // crbpf's total_seconds
 	Size      uint64        // disk space of the image's files (du)
 	Bytes     uint64        // crbpf's bytes_written
-	Inherited uint64        // pages taken from the parent
-	Kind      string        // how unchanged pages were found ("hash"); empty: a full image
+	Pages     uint64        // pages stored in the image (crbpf images show)
+	Inherited uint64        // pages taken from the parent (idem)
 	Err       string
 }
 
@@ -299,8 +300,6 @@ func (e *env) incRep(ctx context.Context, k benchCase, hot, n int) (res incRep, 
 	return res, nil
 }
 
-var incLine = regexp.MustCompile(`incremental on parent crid \d+ \(unchanged pages found by (\S+) comparison\): \d+ pages stored, (\d+) taken from the parent`)
-
 // diskCheckpoint takes one image of t into img (kept; the caller removes
 // it), with the target's window reset just before and read just after.
 func (e *env) diskCheckpoint(ctx context.Context, t *target, name, img string, timeout time.Duration, args ...string) (*diskCkpt, error) {
@@ -320,6 +319,9 @@ func (e *env) diskCheckpoint(ctx context.Context, t *target, name, img string, t
 	if err == nil {
 		c.Size, err = imageSize(img)
 	}
+	if err == nil {
+		c.Pages, c.Inherited, err = imagePages(ctx, e.crbpf, img)
+	}
 	if err != nil {
 		c.Err = err.Error()
 		return c, err
@@ -331,10 +333,6 @@ func (e *env) diskCheckpoint(ctx context.Context, t *target, name, img string, t
 	c.Freeze = time.Duration(r.Res.FreezeSeconds * 1e9)
 	c.Total = time.Duration(r.Res.TotalSeconds * 1e9)
 	c.Bytes = r.Res.BytesWritten
-	if m := incLine.FindStringSubmatch(r.Stderr); m != nil {
-		c.Kind = m[1]
-		c.Inherited, _ = strconv.ParseUint(m[2], 10, 64)
-	}
 	progress("  %-11s observed %8.2f ms (freeze gap %8.2f), crbpf freeze %8.2f ms, total %7.3f s, %8.1f MiB on disk",
 		name, ms(c.Observed), ms(c.FreezeGap), ms(c.Freeze), c.Total.Seconds(), mib(c.Size))
 	return c, nil
@@ -358,6 +356,23 @@ func imageSize(dir string) (uint64, error) {
 		n += uint64(st.Blocks) * 512
 	}
 	return n, nil
+}
+
+// imagePages returns the pages stored in the image at dir and those it
+// takes from its parent, as crbpf images show --json counts them.
+func imagePages(ctx context.Context, bin, dir string) (stored, inherited uint64, err error) {
+	out, err := exec.CommandContext(ctx, bin, "images", "show", "--json", dir).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("crbpf images show %s: %w", dir, err)
+	}
+	var v struct {
+		Stored    uint64 `json:"pages_stored"`
+		Inherited uint64 `json:"pages_inherited"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return 0, 0, fmt.Errorf("crbpf images show %s: %w", dir, err)
+	}
+	return v.Stored, v.Inherited, nil
 }
 
 // timedLine is one line a process wrote, with when it arrived
@@ -436,6 +451,8 @@ func (e *env) startDaemon(ctx context.Context) (*daemonProc, error) {
 	ready := filepath.Join(dir, "ready")
 	d.cmd = exec.CommandContext(dctx, e.crbpf, "--state-dir", e.stateDir, "-v", "daemon", "--socket", d.sock,
 		"--ready-file", ready, "--metrics-addr", "127.0.0.1:0", "--image-dir", d.images)
+	// SIGTERM stops it cleanly, also when the benchmark dies.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	d.cmd.Cancel = func() error { return d.cmd.Process.Signal(syscall.SIGTERM) }
 	d.cmd.WaitDelay = 10 * time.Second
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -668,13 +685,24 @@ func (c incCase) later() []laterCkpt {
 
 // diskFig is a figure of one of a repetition's disk checkpoints, where
 // that checkpoint succeeded.
-func diskFig(which func(incRep) *diskCkpt, get func(*diskCkpt) float64) func(incRep) (float64, bool) {
+func diskFig(which func(incRep) *diskCkpt, get func(*diskCkpt) (float64, bool)) func(incRep) (float64, bool) {
 	return func(r incRep) (float64, bool) {
 		if d := which(r); d.ok() {
-			return get(d), true
+			return get(d)
 		}
 		return 0, false
 	}
+}
+
+// always is a figure that every checkpoint has.
+func always[T any](f func(T) float64) func(T) (float64, bool) {
+	return func(x T) (float64, bool) { return f(x), true }
+}
+
+// found is a figure that is 0 when it was not measured: a gap around a
+// stop that could not be told.
+func found[T any](f func(T) float64) func(T) (float64, bool) {
+	return func(x T) (float64, bool) { v := f(x); return v, v > 0 }
 }
 
 func parentOf(r incRep) *diskCkpt { return r.Parent }
@@ -724,12 +752,16 @@ func (rp *incReport) markdown() string {
 	p("   `--parent` on it (**incremental**: unchanged pages found by comparing page hashes) and another")
 	p("   **full** one, one right after the other, in an order that alternates between repetitions;")
 	p("   pre-copy auto, budget %s, images in /dev/shm. *On disk* is the space of", budget)
-	p("   `pages.crbpf`, `meta.crbpf` and `hashes.crbpf` (du); ratios are taken per repetition;")
+	p("   `pages.crbpf`, `meta.crbpf` and `hashes.crbpf` (du), which also holds the copies of pages")
+	p("   that pre-copy rounds replaced; *freeze gap* is the target's gap around crbpf's `target")
+	p("   stopped` log line; ratios are taken per repetition;")
 	p("2. starts `crbpf daemon` and runs `crbpf checkpoint --every %v --keep %d --json` through it until", ic.every, ic.keep)
 	p("   it has printed %d checkpoints, then interrupts it (SIGINT). The first is full, in memory; each", ic.n)
 	p("   later one is incremental on the one before and copies only the pages the write tracking, kept")
 	p("   armed between checkpoints, saw written (\"tracked\"); from the %s on, each also merges the", ordinal(ic.keep+1))
-	p("   oldest kept image into the next (a copy of the whole image) before it is reported.")
+	p("   oldest kept image into the next before it is reported (a fold: the next reuses the oldest's")
+	p("   pages file and appends its own, so only its own pages are copied; a full copy only once the")
+	p("   dead data carried along would outweigh the live).")
 	p("")
 	p("Cells are median (min–max).")
 	p("")
@@ -741,39 +773,40 @@ func (rp *incReport) markdown() string {
 		p("")
 		p("| | full | incremental | incremental ÷ full |")
 		p("|---|---:|---:|---:|")
-		row := func(name string, prec func(stat) int, get func(*diskCkpt) float64) {
+		row := func(name string, prec func(stat) int, get func(*diskCkpt) (float64, bool)) {
 			f := over(c.Reps, diskFig(fullOf, get))
 			i := over(c.Reps, diskFig(incOf, get))
 			ratio := over(c.Reps, func(r incRep) (float64, bool) {
-				if !r.Inc.ok() || !r.Full.ok() || get(r.Full) <= 0 {
-					return 0, false
-				}
-				return get(r.Inc) / get(r.Full), true
+				a, oka := diskFig(incOf, get)(r)
+				b, okb := diskFig(fullOf, get)(r)
+				return a / b, oka && okb && b > 0
 			})
 			p("| %s | %s | %s | %s |", name, fmtStat(f, prec(f), ""), fmtStat(i, prec(i), ""), fmtRatio(ratio))
 		}
-		row("on disk, MiB", fixed(1), func(d *diskCkpt) float64 { return mib(d.Size) })
-		row("pages stored", fixed(0), func(d *diskCkpt) float64 { return float64(d.Bytes / 4096) })
-		row("freeze, crbpf ms", msPrec, func(d *diskCkpt) float64 { return ms(d.Freeze) })
-		row("freeze gap, observed ms", msPrec, func(d *diskCkpt) float64 { return ms(d.FreezeGap) })
-		row("largest gap of the run, observed ms", msPrec, func(d *diskCkpt) float64 { return ms(d.Observed) })
-		row("total s", fixed(3), func(d *diskCkpt) float64 { return d.Total.Seconds() })
+		row("on disk, MiB", fixed(1), always(func(d *diskCkpt) float64 { return mib(d.Size) }))
+		row("pages stored", fixed(0), always(func(d *diskCkpt) float64 { return float64(d.Pages) }))
+		row("freeze, crbpf ms", msPrec, always(func(d *diskCkpt) float64 { return ms(d.Freeze) }))
+		row("freeze gap, observed ms", msPrec, found(func(d *diskCkpt) float64 { return ms(d.FreezeGap) }))
+		row("largest gap of the run, observed ms", msPrec, always(func(d *diskCkpt) float64 { return ms(d.Observed) }))
+		row("total s", fixed(3), always(func(d *diskCkpt) float64 { return d.Total.Seconds() }))
 		p("")
 		p("Noise %s ms; others' CPU %s%% of one; failed repetitions: %d. The incremental image took",
 			fmtMs(over(c.Reps, func(r incRep) (float64, bool) { return ms(r.BaseGap), r.BaseGap > 0 })),
 			fmtStat(over(c.Reps, func(r incRep) (float64, bool) { return r.Foreign, true }), 0, ""), c.failures())
 		p("%s pages from its parent, whose checkpoint (the first of the target) froze it for %s ms",
-			fmtStat(over(c.Reps, diskFig(incOf, func(d *diskCkpt) float64 { return float64(d.Inherited) })), 0, ""),
-			fmtMs(over(c.Reps, diskFig(parentOf, func(d *diskCkpt) float64 { return ms(d.Freeze) }))))
-		p("(crbpf) and took %s s.", fmtStat(over(c.Reps, diskFig(parentOf, func(d *diskCkpt) float64 { return d.Total.Seconds() })), 3, ""))
+			fmtStat(over(c.Reps, diskFig(incOf, always(func(d *diskCkpt) float64 { return float64(d.Inherited) }))), 0, ""),
+			fmtMs(over(c.Reps, diskFig(parentOf, always(func(d *diskCkpt) float64 { return ms(d.Freeze) })))))
+		p("(crbpf) and took %s s.", fmtStat(over(c.Reps, diskFig(parentOf, always(func(d *diskCkpt) float64 { return d.Total.Seconds() }))), 3, ""))
 		p("")
 	}
 
 	p("### Continuous checkpoints, every %v", ic.every)
 	p("")
 	p("*Later* are checkpoints 2 to %d of every repetition, pooled; each one's ratio to the first (full)", ic.n)
-	p("is taken against the first of its repetition. *Largest gap* is the largest the target saw between")
-	p("the previous checkpoint's line and the checkpoint's own; *interval* is the time between two lines.")
+	p("is taken against the first of its repetition. *Freeze gap* is the target's gap around the daemon's")
+	p("`target stopped` log line (– where none was found: the line came too late); *largest gap* is the")
+	p("largest the target saw between the previous checkpoint's line and the checkpoint's own; *interval*")
+	p("is the time between two lines.")
 	p("")
 	for _, c := range rp.Cases {
 		p("#### %s", c.label())
@@ -781,23 +814,27 @@ func (rp *incReport) markdown() string {
 		later := c.later()
 		p("| | first (full) | later (%s) | later ÷ first |", cmp.Or(strings.Join(kinds(later), ", "), "none"))
 		p("|---|---:|---:|---:|")
-		row := func(name string, prec func(stat) int, get func(*contCkpt) float64) {
+		row := func(name string, prec func(stat) int, get func(*contCkpt) (float64, bool)) {
 			f := over(c.Reps, func(r incRep) (float64, bool) {
 				if r.Err != "" || len(r.Cont) == 0 {
 					return 0, false
 				}
-				return get(&r.Cont[0]), true
+				return get(&r.Cont[0])
 			})
-			l := over(later, func(x laterCkpt) (float64, bool) { return get(x.c), true })
-			ratio := over(later, func(x laterCkpt) (float64, bool) { return get(x.c) / get(x.first), get(x.first) > 0 })
+			l := over(later, func(x laterCkpt) (float64, bool) { return get(x.c) })
+			ratio := over(later, func(x laterCkpt) (float64, bool) {
+				a, oka := get(x.c)
+				b, okb := get(x.first)
+				return a / b, oka && okb && b > 0
+			})
 			p("| %s | %s | %s | %s |", name, fmtStat(f, prec(f), ""), fmtStat(l, prec(l), ""), fmtRatio(ratio))
 		}
-		row("freeze, crbpf ms", msPrec, func(x *contCkpt) float64 { return x.FreezeSeconds * 1e3 })
-		row("freeze gap, observed ms", msPrec, func(x *contCkpt) float64 { return ms(x.FreezeGap) })
-		row("largest gap, observed ms", msPrec, func(x *contCkpt) float64 { return ms(x.Observed) })
-		row("total s", fixed(3), func(x *contCkpt) float64 { return x.TotalSeconds })
-		row("pages stored", fixed(0), func(x *contCkpt) float64 { return float64(x.PagesWritten) })
-		row("MiB stored", fixed(1), func(x *contCkpt) float64 { return mib(x.BytesWritten) })
+		row("freeze, crbpf ms", msPrec, always(func(x *contCkpt) float64 { return x.FreezeSeconds * 1e3 }))
+		row("freeze gap, observed ms", msPrec, found(func(x *contCkpt) float64 { return ms(x.FreezeGap) }))
+		row("largest gap, observed ms", msPrec, always(func(x *contCkpt) float64 { return ms(x.Observed) }))
+		row("total s", fixed(3), always(func(x *contCkpt) float64 { return x.TotalSeconds }))
+		row("pages stored", fixed(0), always(func(x *contCkpt) float64 { return float64(x.PagesWritten) }))
+		row("MiB stored", fixed(1), always(func(x *contCkpt) float64 { return mib(x.BytesWritten) }))
 		p("| interval s | – | %s | – |", fmtStat(over(later, func(x laterCkpt) (float64, bool) { return x.c.Since.Seconds(), true }), 3, ""))
 		p("")
 		lg := over(c.Reps, func(r incRep) (float64, bool) {
@@ -856,14 +893,18 @@ func (rp *incReport) markdown() string {
 				case d.Err != "":
 					p("| %s | %d | disk: %s | | | | | | | | | | | %s |", name, i+1, names[k], cell(d.Err))
 				default:
-					p("| %s | %d | disk: %s | %.2f | %.2f | %.2f | %.3f | %d | %d | %.1f | %.1f | | | |", name, i+1, names[k], ms(d.Freeze),
-						ms(d.FreezeGap), ms(d.Observed), d.Total.Seconds(), d.Bytes/4096, d.Inherited, mib(d.Bytes), mib(d.Size))
+					p("| %s | %d | disk: %s | %.2f | %s | %.2f | %.3f | %d | %d | %.1f | %.1f | | | |", name, i+1, names[k], ms(d.Freeze),
+						gapCell(d.FreezeGap), ms(d.Observed), d.Total.Seconds(), d.Pages, d.Inherited, mib(d.Bytes), mib(d.Size))
 				}
 			}
 			for j, x := range r.Cont {
-				p("| %s | %d | every %v: %d, %s | %.2f | %.2f | %.2f | %.3f | %d | %d | %.1f | | %.3f | %s | |", name, i+1, ic.every, j+1,
-					cmp.Or(x.Incremental, "full"), x.FreezeSeconds*1e3, ms(x.FreezeGap), ms(x.Observed), x.TotalSeconds,
-					x.PagesWritten, x.InheritedPages, mib(x.BytesWritten), x.Since.Seconds(), fmtCRIDs(x.Merged))
+				since := "–"
+				if j > 0 {
+					since = fmt.Sprintf("%.3f", x.Since.Seconds())
+				}
+				p("| %s | %d | every %v: %d, %s | %.2f | %s | %.2f | %.3f | %d | %d | %.1f | | %s | %s | |", name, i+1, ic.every, j+1,
+					cmp.Or(x.Incremental, "full"), x.FreezeSeconds*1e3, gapCell(x.FreezeGap), ms(x.Observed), x.TotalSeconds,
+					x.PagesWritten, x.InheritedPages, mib(x.BytesWritten), since, fmtCRIDs(x.Merged))
 			}
 			if r.Err != "" {
 				p("| %s | %d | | | | | | | | | | | | %s |", name, i+1, cell(r.Err))
@@ -873,6 +914,14 @@ func (rp *incReport) markdown() string {
 	p("")
 	p("</details>")
 	return b.String()
+}
+
+// gapCell is a gap around a stop in ms, or "–" when it was not found.
+func gapCell(d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", ms(d))
 }
 
 // kinds lists how the later checkpoints were made ("tracked").
