@@ -13,8 +13,9 @@
 // so that every page is read from the newest image that has it; Verify
 // checks the CRC of every page a resolved image uses. Pages builds the
 // per-page CRC and hash index of a chain that an incremental checkpoint
-// compares against (writer.Parent), and Squash writes a resolved chain as
-// one self-contained image.
+// compares against (writer.Parent). Squash writes a resolved chain as one
+// self-contained image; Fold does the same for a tip and its self-contained
+// parent cheaply, by reusing the parent's pages file.
 //
 // Nothing here holds files open between calls: a Chain is plain data.
 package chain

@@ -1,8 +1,12 @@
-// Package checkpoint takes a full-freeze checkpoint of one process: it checks
-// that crbpf can save everything the process uses, seizes and stops it,
-// collects its registers, kernel state and memory, writes an image with the
-// writer package, and resumes the process unchanged (or kills it once the
-// image is complete, when asked).
+// Package checkpoint takes a checkpoint of one process: it checks that crbpf
+// can save everything the process uses, copies its memory while it runs
+// (pre-copy, with userfaultfd write tracking) or while it is stopped, stops
+// it for the final copy and its registers and kernel state, writes an image
+// with the writer package, and resumes the process unchanged (or kills it
+// once the image is complete, when asked). With Options.Parent the image is
+// incremental: pages equal to the parent chain's are inherited, found by
+// hash comparison, or from the write tracking the parent's checkpoint kept
+// armed (Options.Tracking).
 //
 // Invariant: once the target is seized, every return path puts its
 // registers, signal mask and address space back (the scratch page injected
@@ -12,6 +16,8 @@
 // touched, with an *UnsupportedError naming what is missing.
 //
 // Lifecycle: Run is synchronous; the caller owns the ptrace.Tracer and closes
-// it after Run returns. Cancelling the context aborts the checkpoint at the
+// it after Run returns. A Tracking passed in Options belongs to the caller,
+// who closes it (removing the protection) when no further checkpoint will
+// use it; Run replaces or forgets what it holds as needed. Cancelling the context aborts the checkpoint at the
 // next step and rolls the target back.
 package checkpoint

@@ -81,6 +81,12 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 			d.log.Debug("continuous checkpoints: write protection removed", "pid", pid, "duration", time.Since(t0))
 		}
 	}()
+	// Once the reader above runs, the connection cannot carry another
+	// request: every way out ends it.
+	fail := func(code string, err error) error {
+		c.fail(code, err)
+		return errConnDone
+	}
 	var kept []uint64 // this job's chain in memory, oldest first
 	end := func(reason string, n int) error {
 		d.log.Info("continuous checkpoints ended", "pid", pid, "checkpoints", n, "reason", reason)
@@ -94,7 +100,7 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 			return end(stopReason(dctx), n)
 		case <-exited(ctx, pidfd, time.Until(next)):
 			if ctx.Err() != nil {
-				continue // the select above says why
+				return end(stopReason(dctx), n)
 			}
 			return end(fmt.Sprintf("pid %d exited", pid), n)
 		case <-time.After(time.Until(next)):
@@ -103,11 +109,11 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 		if n > 0 {
 			dir, ok := d.store.get(kept[len(kept)-1])
 			if !ok {
-				return c.fail(api.CodeFailed, fmt.Errorf("continuous checkpoints: crid %d was dropped; they need it as the next parent", kept[len(kept)-1]))
+				return fail(api.CodeFailed, fmt.Errorf("continuous checkpoints: crid %d was dropped; they need it as the next parent", kept[len(kept)-1]))
 			}
 			ch, err := chain.Load(dir.dir, chain.OnDisk)
 			if err != nil {
-				return c.fail(api.CodeFailed, err)
+				return fail(api.CodeFailed, err)
 			}
 			parent = &checkpoint.Parent{Chain: ch}
 		}
@@ -122,19 +128,19 @@ func (d *Daemon) continuous(ctx context.Context, c *client, req *api.Request, pi
 			if ctx.Err() != nil {
 				return end(stopReason(dctx), n)
 			}
-			return c.fail(code, fmt.Errorf("continuous checkpoint %d of pid %d: %w", n+1, pid, err))
+			return fail(code, fmt.Errorf("continuous checkpoint %d of pid %d: %w", n+1, pid, err))
 		}
 		kept = append(kept, out.CRID)
 		for len(kept) > keep {
 			if err := d.merge(kept[0], kept[1]); err != nil {
-				return c.fail(api.CodeFailed, fmt.Errorf("continuous checkpoints: merge crid %d into %d: %w", kept[0], kept[1], err))
+				return fail(api.CodeFailed, fmt.Errorf("continuous checkpoints: merge crid %d into %d: %w", kept[0], kept[1], err))
 			}
 			out.Merged = append(out.Merged, kept[0])
 			kept = kept[1:]
 		}
 		crid := out.CRID
 		if err := c.send(api.Response{Event: "checkpoint", OK: true, CRID: &crid, Checkpoint: out}); err != nil {
-			return err
+			return errors.Join(errConnDone, err)
 		}
 	}
 }

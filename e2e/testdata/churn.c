@@ -166,7 +166,7 @@ static size_t g_brk_total;
 
 static struct {
 	unsigned long long ops, mainw, mainz, bigz, rdr, rdz, fpw, fpz, slotw, slotz, mmap, munmap,
-	    mremap_move, mremap_inplace, mprotect, punch, sbrk, unsbrk, brkw, xwreq, xwdone, mremap_efault;
+	    mremap_move, mremap_inplace, mprotect, punch, sbrk, unsbrk, brkw, xwreq, xwdone, mremap_efault, mremap_partial;
 } g_n;
 
 static volatile sig_atomic_t g_usr1, g_stop;
@@ -460,14 +460,17 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
 			printf(" slot %d page %lu ro=%d split=%d:%s;", k, (unsigned long)((a - (uintptr_t)s->a) / PG), s->ro,
 			       s->split, slot_history(s));
 	}
-	FILE *m = fopen("/proc/self/maps", "r");
-	char line[512];
-	while (m && fgets(line, sizeof line, m)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && a >= lo - 2 * PG && a < hi + 2 * PG) {
-			line[strcspn(line, "\n")] = 0;
-			printf(" maps: %s;", line);
-		}
+	read_maps();
+	for (const char *l = g_maps; *l;) {
+		char *e;
+		unsigned long lo = strtoul(l, &e, 16), hi = *e == '-' ? strtoul(e + 1, &e, 16) : 0;
+		const char *nl = strchr(l, '\n');
+		int len = nl ? (int)(nl - l) : (int)strlen(l);
+		if (a >= lo - 2 * PG && a < hi + 2 * PG)
+			printf(" maps: %.*s;", len, l);
+		if (nl == NULL)
+			break;
+		l = nl + 1;
 	}
 	printf("\n");
 	fflush(stdout);
@@ -599,10 +602,10 @@ static void report(void) {
 		printf("VERIFY OK ops=%llu mainw=%llu mainz=%llu bigz=%llu rdr=%llu rdz=%llu fpw=%llu fpz=%llu "
 		       "slotw=%llu slotz=%llu mmap=%llu munmap=%llu mremap_move=%llu mremap_inplace=%llu "
 		       "mprotect=%llu punch=%llu sbrk=%llu unsbrk=%llu brkw=%llu xwreq=%llu xwdone=%llu "
-		       "mremap_efault=%llu pages=%zu zero=%zu xwpend=%d xwmixed=%d brkchunks=%d verifies=%llu\n",
+		       "mremap_efault=%llu mremap_partial=%llu pages=%zu zero=%zu xwpend=%d xwmixed=%d brkchunks=%d verifies=%llu\n",
 		       g_n.ops, g_n.mainw, g_n.mainz, g_n.bigz, g_n.rdr, g_n.rdz, g_n.fpw, g_n.fpz, g_n.slotw,
 		       g_n.slotz, g_n.mmap, g_n.munmap, g_n.mremap_move, g_n.mremap_inplace, g_n.mprotect, g_n.punch,
-		       g_n.sbrk, g_n.unsbrk, g_n.brkw, g_n.xwreq, g_n.xwdone, g_n.mremap_efault, g_vpages, g_vzero, g_xwpend, g_xwmixed,
+		       g_n.sbrk, g_n.unsbrk, g_n.brkw, g_n.xwreq, g_n.xwdone, g_n.mremap_efault, g_n.mremap_partial, g_vpages, g_vzero, g_xwpend, g_xwmixed,
 		       g_nbc, g_reports);
 	else {
 		char per[256];
@@ -788,6 +791,37 @@ static void slot_mapunmap(void) {
 	g_n.munmap++;
 }
 
+// undo_partial_move moves back to the slot s the VMAs that a failed
+// mremap(MREMAP_FIXED) of it moved to dst before it failed (see
+// slot_mremap): they are the mappings in dst other than its PROT_NONE
+// reservation, each a single VMA the kernel can move alone.
+static void undo_partial_move(struct slot *s, void *dst) {
+	uintptr_t lo = (uintptr_t)dst, hi = lo + s->n * PG;
+	uintptr_t moved[SLOTMAX][2];
+	int n = 0;
+	read_maps(); // no stdio here: its malloc would move brk (see brk above)
+	for (const char *l = g_maps; *l;) {
+		char *e;
+		unsigned long a = strtoul(l, &e, 16), b = *e == '-' ? strtoul(e + 1, &e, 16) : 0;
+		if (*e == ' ' && e[1] != '-' && a >= lo && b <= hi && b > a && n < SLOTMAX) {
+			moved[n][0] = a;
+			moved[n][1] = b;
+			n++;
+		}
+		const char *nl = strchr(l, '\n');
+		if (nl == NULL)
+			break;
+		l = nl + 1;
+	}
+	for (int k = 0; k < n; k++) {
+		uintptr_t to = (uintptr_t)s->a + (moved[k][0] - lo);
+		if (mremap((void *)moved[k][0], moved[k][1] - moved[k][0], moved[k][1] - moved[k][0],
+		           MREMAP_MAYMOVE | MREMAP_FIXED, (void *)to) == MAP_FAILED)
+			die("mremap back a partial move");
+		g_n.mremap_partial++;
+	}
+}
+
 static void slot_mremap(void) {
 	struct slot *s = pick_slot(0);
 	if (s == NULL || s->split)
@@ -802,7 +836,13 @@ static void slot_mremap(void) {
 		if (q == MAP_FAILED) {
 			if (errno != EFAULT)
 				die("mremap move");
-			// the slot is more than one VMA (not merged by the kernel)
+			// The slot is more than one VMA. Since Linux 6.17 a
+			// same-size move of several VMAs is allowed, but not of
+			// userfaultfd-armed ones (a checkpointer's write tracking):
+			// the kernel then moves the VMAs before the first armed one
+			// and fails with EFAULT. Put what moved back.
+			if (n2 == s->n)
+				undo_partial_move(s, dst);
 			munmap(dst, n2 * PG);
 			s->split = 1;
 			g_n.mremap_efault++;
