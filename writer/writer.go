@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -112,6 +113,66 @@ func Create(dir string) (*Writer, error) {
 		return nil, errors.Join(fmt.Errorf("create image %s: %w", dir, err), os.RemoveAll(tmp))
 	}
 	return &Writer{dir: dir, tmp: tmp, pages: f}, nil
+}
+
+// Extend starts writing the image directory dir on top of the pages file
+// of the image in base (whose page hashes are baseHashes, one per slot of
+// that file): the new pages file is base's, hard-linked (dir must be on
+// base's file system), and the writes go after its end, so base's data is
+// not copied. base's image stays valid (its pages file only grows); no
+// other image may be extended from base afterwards.
+func Extend(dir, base string, baseHashes []uint64) (*Writer, error) {
+	w, err := Create(dir)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Writer, error) { return nil, errors.Join(err, w.Abort()) }
+	pages := filepath.Join(w.tmp, image.PagesFile)
+	w.pages.Close()
+	if err := os.Remove(pages); err != nil {
+		return fail(fmt.Errorf("extend image %s: %w", base, err))
+	}
+	if err := os.Link(filepath.Join(base, image.PagesFile), pages); err != nil {
+		return fail(fmt.Errorf("extend image %s: %w", base, err))
+	}
+	if w.pages, err = os.OpenFile(pages, os.O_RDWR, 0); err != nil {
+		return fail(fmt.Errorf("extend image %s: %w", base, err))
+	}
+	fi, err := w.pages.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if want := int64(len(baseHashes)) * image.PageSize; fi.Size() != want {
+		return fail(fmt.Errorf("extend image %s: %s is %d bytes, its hashes cover %d", base, image.PagesFile, fi.Size(), want))
+	}
+	w.size, w.hashes = uint64(fi.Size()), slices.Clone(baseHashes)
+	return w, nil
+}
+
+// AppendFile appends the first n page slots of the pages file src, whose
+// hashes are hashes (one per slot, as image.ReadHashes returns them), and
+// returns the offset of the first one in this Writer's pages file. The data
+// is copied as it is: its CRCs are in the image src belongs to.
+func (w *Writer) AppendFile(src string, hashes []uint64) (uint64, error) {
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	off, n := w.size, int64(len(hashes))*image.PageSize
+	if got, err := io.Copy(io.NewOffsetWriter(w.pages, int64(off)), io.LimitReader(in, n)); err != nil || got != n {
+		if err == nil {
+			err = fmt.Errorf("%s holds %d of its %d bytes", src, got, n)
+		}
+		w.state, w.err = stateBroken, err
+		return 0, fmt.Errorf("append %s to %s: %w", src, w.pages.Name(), err)
+	}
+	w.size += uint64(n)
+	w.hashes = append(w.hashes, hashes...)
+	return off, nil
 }
 
 // Dir returns the final path of the image.

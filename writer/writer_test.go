@@ -619,3 +619,28 @@ func TestReadHashesErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestExtendRefusesMismatchedHashes: Extend needs one hash per slot of the
+// base's pages file, and leaves nothing behind when it refuses.
+func TestExtendRefusesMismatchedHashes(t *testing.T) {
+	parent := t.TempDir()
+	base := filepath.Join(parent, "base")
+	w, err := Create(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr, err := w.WritePages(0x1000, pattern(2, 1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(testImage(image.VMA{Start: 0x1000, End: 0x3000, Prot: 3, Flags: 2, Kind: image.KindAnon, Pages: wr.Runs})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extend(filepath.Join(parent, "next"), base, make([]uint64, 3)); err == nil || !strings.Contains(err.Error(), "its hashes cover") {
+		t.Fatalf("Extend with 3 hashes for 2 slots: %v", err)
+	}
+	ents, _ := os.ReadDir(parent)
+	if len(ents) != 1 {
+		t.Errorf("Extend left %d entries in %s, want only base", len(ents), parent)
+	}
+}
