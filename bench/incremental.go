@@ -179,19 +179,13 @@ func (e *env) incRep(ctx context.Context, k benchCase, hot, n int) (res incRep, 
 	if err := checkSpace(2 * k.Size); err != nil {
 		return res, err
 	}
-	if e.cfg.quiet > 0 {
-		p, err := waitQuiet(ctx, e.cfg.quiet, e.cfg.quietW)
-		if err != nil {
-			return res, err
-		}
-		if p >= e.cfg.quiet {
-			progress("  other processes still use %.0f%% of a CPU; running anyway", p)
-		}
+	if err := e.waitQuiet(ctx); err != nil {
+		return res, err
 	}
 	c0 := sampleCPU()
 	defer func() { res.Foreign = foreignPercent(c0, sampleCPU()) }()
 	gib := float64(k.Size) / 1024
-	t, err := startTarget(e.dirtier, k.Size, hot, k.Rate, time.Duration((30+30*gib)*float64(time.Second)))
+	t, w, err := e.startBaseline(ctx, k, hot)
 	if err != nil {
 		return res, err
 	}
@@ -200,19 +194,6 @@ func (e *env) incRep(ctx context.Context, k benchCase, hot, n int) (res incRep, 
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := sleep(ctx, e.cfg.warmup); err != nil {
-		return res, err
-	}
-	if err := t.reset(); err != nil {
-		return res, err
-	}
-	if err := sleep(ctx, e.cfg.window); err != nil {
-		return res, err
-	}
-	w, err := t.query()
-	if err != nil {
-		return res, err
-	}
 	res.BaseGap = w.MaxGap
 	timeout := time.Duration((60 + 30*gib) * float64(time.Second))
 

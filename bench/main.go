@@ -240,14 +240,8 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 	if err := checkSpace(k.Size); err != nil {
 		return res, err
 	}
-	if e.cfg.quiet > 0 {
-		p, err := waitQuiet(ctx, e.cfg.quiet, e.cfg.quietW)
-		if err != nil {
-			return res, err
-		}
-		if p >= e.cfg.quiet {
-			progress("  other processes still use %.0f%% of a CPU; running anyway", p)
-		}
+	if err := e.waitQuiet(ctx); err != nil {
+		return res, err
 	}
 	c0 := sampleCPU()
 	defer func() { res.Foreign = foreignPercent(c0, sampleCPU()) }()
@@ -256,7 +250,7 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 		hot = k.Size
 	}
 	gib := float64(k.Size) / 1024
-	t, err := startTarget(e.dirtier, k.Size, hot, k.Rate, time.Duration((30+30*gib)*float64(time.Second)))
+	t, w, err := e.startBaseline(ctx, k, hot)
 	if err != nil {
 		return res, err
 	}
@@ -265,21 +259,6 @@ func (e *env) rep(ctx context.Context, k benchCase, n int) (res repResult, err e
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := sleep(ctx, e.cfg.warmup); err != nil {
-		return res, err
-	}
-	// Baseline: no crbpf at all. Its window is also the "before" of the
-	// slowdown measurement.
-	if err := t.reset(); err != nil {
-		return res, err
-	}
-	if err := sleep(ctx, e.cfg.window); err != nil {
-		return res, err
-	}
-	w, err := t.query()
-	if err != nil {
-		return res, err
-	}
 	res.BaseGap = w.MaxGap
 	res.BaseIPS = float64(w.Iters) / w.seconds()
 	timeout := time.Duration((60 + 30*gib) * float64(time.Second))
@@ -390,6 +369,50 @@ func (e *env) checkpoint(ctx context.Context, t *target, timeout time.Duration, 
 			strings.Join(parts, " "), strings.Join(rs, " "), ms(time.Duration(r.StoppedAt-r.Start)), ms(time.Duration(r.End-r.Start)))
 	}
 	return r, w, err
+}
+
+// waitQuiet waits, when asked (-quiet), until other processes leave the
+// CPUs alone, or -quiet-wait passes.
+func (e *env) waitQuiet(ctx context.Context) error {
+	if e.cfg.quiet <= 0 {
+		return nil
+	}
+	p, err := waitQuiet(ctx, e.cfg.quiet, e.cfg.quietW)
+	if err != nil {
+		return err
+	}
+	if p >= e.cfg.quiet {
+		progress("  other processes still use %.0f%% of a CPU; running anyway", p)
+	}
+	return nil
+}
+
+// startBaseline starts the target of case k with a hot set of hot MiB,
+// lets it warm up and measures a window of it without crbpf (the noise,
+// and the "before" of slowdowns). The caller stops the target; on error
+// nothing is left running.
+func (e *env) startBaseline(ctx context.Context, k benchCase, hot int) (*target, window, error) {
+	gib := float64(k.Size) / 1024
+	t, err := startTarget(e.dirtier, k.Size, hot, k.Rate, time.Duration((30+30*gib)*float64(time.Second)))
+	if err != nil {
+		return nil, window{}, err
+	}
+	w, err := func() (window, error) {
+		if err := sleep(ctx, e.cfg.warmup); err != nil {
+			return window{}, err
+		}
+		if err := t.reset(); err != nil {
+			return window{}, err
+		}
+		if err := sleep(ctx, e.cfg.window); err != nil {
+			return window{}, err
+		}
+		return t.query()
+	}()
+	if err != nil {
+		return nil, window{}, errors.Join(err, t.stop())
+	}
+	return t, w, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
