@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -194,7 +195,7 @@ func (c *Chain) Resolve() (*image.Image, error) {
 				}
 				runs = append(runs, got...)
 			}
-			slices.SortFunc(runs, func(a, b image.PageRun) int { return cmpAddr(a.Addr, b.Addr) })
+			slices.SortFunc(runs, func(a, b image.PageRun) int { return cmp.Compare(a.Addr, b.Addr) })
 			v.Pages, v.Inherit = runs, nil
 			all = append(all, runs...)
 		}
@@ -204,28 +205,25 @@ func (c *Chain) Resolve() (*image.Image, error) {
 	return out, nil
 }
 
-func cmpAddr(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+// runAt finds the run of runs (sorted by address, disjoint) that holds
+// addr: its index and true, or the index of the first run after addr and
+// false.
+func runAt(runs []image.PageRun, addr uint64) (int, bool) {
+	return slices.BinarySearchFunc(runs, addr, func(r image.PageRun, a uint64) int {
+		switch {
+		case r.End() <= a:
+			return -1
+		case r.Addr > a:
+			return 1
+		}
+		return 0
+	})
 }
 
 // slice returns the parts of runs (sorted, disjoint) covering [start, end),
 // or an error naming the first page none covers.
 func slice(runs []image.PageRun, start, end uint64) ([]image.PageRun, error) {
-	i, _ := slices.BinarySearchFunc(runs, start, func(r image.PageRun, a uint64) int {
-		if r.End() <= a {
-			return -1
-		}
-		if r.Addr > a {
-			return 1
-		}
-		return 0
-	})
+	i, _ := runAt(runs, start)
 	var out []image.PageRun
 	for addr := start; addr < end; i++ {
 		if i >= len(runs) || runs[i].Addr > addr {

@@ -1,8 +1,6 @@
 package chain
 
 import (
-	"slices"
-
 	"github.com/crbpf/crbpf/image"
 )
 
@@ -48,15 +46,7 @@ func (p *Pages) Len() uint64 { return p.n }
 
 // Same reports whether the chain has data at addr with this CRC and hash.
 func (p *Pages) Same(addr uint64, crc uint32, hash uint64) bool {
-	i, ok := slices.BinarySearchFunc(p.runs, addr, func(r image.PageRun, a uint64) int {
-		if r.End() <= a {
-			return -1
-		}
-		if r.Addr > a {
-			return 1
-		}
-		return 0
-	})
+	i, ok := runAt(p.runs, addr)
 	if !ok {
 		return false
 	}

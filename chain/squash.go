@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -80,7 +81,7 @@ func Squash(c *Chain, dir string) (*image.Image, error) {
 				done += n
 			}
 		}
-		slices.SortFunc(zero, func(a, b image.Span) int { return cmpAddr(a.Addr, b.Addr) })
+		slices.SortFunc(zero, func(a, b image.Span) int { return cmp.Compare(a.Addr, b.Addr) })
 		var merged []image.Span
 		for _, z := range zero {
 			merged = image.AppendSpan(merged, z.Addr, z.End())
