@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -72,12 +73,11 @@ func ReadFD(pid, num int) (FD, error) {
 		return FD{}, wrapErr(pid, "read "+name, err)
 	}
 	info := "fdinfo/" + strconv.Itoa(num)
-	f, err := os.Open(procPath(pid, info))
+	b, err := readPath(procPath(pid, info))
 	if err != nil {
 		return FD{}, wrapErr(pid, "read "+info, err)
 	}
-	defer f.Close()
-	fd, err := ParseFDInfo(f)
+	fd, err := ParseFDInfo(bytes.NewReader(b))
 	if err != nil {
 		return FD{}, wrapErr(pid, "read "+info, err)
 	}

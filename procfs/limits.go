@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -28,7 +27,7 @@ var limitNames = []string{
 // ReadLimits reads /proc/PID/limits. Unlike prlimit(2) on another process,
 // it needs no CAP_SYS_RESOURCE when the ids differ.
 func ReadLimits(pid int) ([]Limit, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	b, err := readPath(fmt.Sprintf("/proc/%d/limits", pid))
 	if err != nil {
 		return nil, err
 	}

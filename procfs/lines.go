@@ -1,9 +1,7 @@
 package procfs
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -13,36 +11,34 @@ import (
 // in which every '\n' may be escaped to four bytes.
 const maxLine = 1 << 20
 
-// splitLF is a bufio.SplitFunc that splits on '\n' only. Unlike
-// bufio.ScanLines it keeps a trailing '\r', which belongs to a path or comm.
-func splitLF(data []byte, atEOF bool) (int, []byte, error) {
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return i + 1, data[:i], nil
-	}
-	if atEOF && len(data) > 0 {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
-}
-
 // eachLine calls fn for every line of r (without its '\n'), numbering lines
 // from 1. fn's line is only valid during the call.
 func eachLine(r io.Reader, fn func(n int, line []byte) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	sc.Split(splitLF)
-	n := 0
-	for sc.Scan() {
-		n++
-		if err := fn(n, sc.Bytes()); err != nil {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return eachLineBytes(b, fn)
+}
+
+// eachLineBytes is eachLine over text already in memory. Lines end at '\n'
+// only: a '\r' belongs to a path or comm. A final line without '\n' counts.
+// (A bufio.Scanner here cost more than the read itself: its buffer is
+// allocated and zeroed per call.)
+func eachLineBytes(b []byte, fn func(n int, line []byte) error) error {
+	for n := 1; len(b) > 0; n++ {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > maxLine {
+			return fmt.Errorf("line %d: longer than %d bytes", n, maxLine)
+		}
+		if err := fn(n, line); err != nil {
 			return err
 		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return fmt.Errorf("line %d: longer than %d bytes", n+1, maxLine)
-		}
-		return err
 	}
 	return nil
 }

@@ -1,9 +1,9 @@
 package procfs
 
 import (
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -79,12 +79,11 @@ func (m Mapping) Path() string { return strings.TrimSuffix(m.Name, deletedSuffix
 // ReadMaps reads /proc/PID/maps. Mappings are in address order. The file is
 // read in several system calls; stop the target for a consistent result.
 func ReadMaps(pid int) ([]Mapping, error) {
-	f, err := os.Open(procPath(pid, "maps"))
+	b, err := readPath(procPath(pid, "maps"))
 	if err != nil {
 		return nil, wrapErr(pid, "read maps", err)
 	}
-	defer f.Close()
-	ms, err := ParseMaps(f)
+	ms, err := ParseMaps(bytes.NewReader(b))
 	if err != nil {
 		return nil, wrapErr(pid, "read maps", err)
 	}

@@ -143,7 +143,7 @@ func Children(pid int) ([]int, error) {
 	}
 	var kids []int
 	for _, tid := range tids {
-		b, err := os.ReadFile(procPath(pid, "task/"+strconv.Itoa(tid)+"/children"))
+		b, err := readPath(procPath(pid, "task/"+strconv.Itoa(tid)+"/children"))
 		if err != nil {
 			if vanished(err) && !processGone(pid) && threadGone(pid, tid) {
 				continue

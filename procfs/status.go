@@ -1,8 +1,8 @@
 package procfs
 
 import (
-	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -76,9 +76,11 @@ func ReadTracerPid(pid int) (int, error) {
 // and for a repeated key the last line wins.
 func ParseStatus(b []byte) (*Status, error) {
 	s := &Status{}
-	seen := make(map[string]bool, len(requiredStatus))
+	// Which required keys appeared, by index in requiredStatus (a map of
+	// every key costs more than the rest of the parse).
+	seen := make([]bool, len(requiredStatus))
 	var p fieldParser
-	err := eachLine(bytes.NewReader(b), func(n int, raw []byte) error {
+	err := eachLineBytes(b, func(n int, raw []byte) error {
 		if len(raw) == 0 {
 			return nil
 		}
@@ -86,7 +88,9 @@ func ParseStatus(b []byte) (*Status, error) {
 		if !ok {
 			return fmt.Errorf("line %d: no ':' in %q", n, raw)
 		}
-		seen[key] = true
+		if i := slices.Index(requiredStatus, key); i >= 0 {
+			seen[i] = true
+		}
 		if key == "Name" {
 			// The name is everything after the tab and may itself
 			// begin or end with blanks.
@@ -190,8 +194,8 @@ func ParseStatus(b []byte) (*Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse status: %w", err)
 	}
-	for _, k := range requiredStatus {
-		if !seen[k] {
+	for i, k := range requiredStatus {
+		if !seen[i] {
 			return nil, fmt.Errorf("parse status: no %s line", k)
 		}
 	}

@@ -1,9 +1,9 @@
 package procfs
 
 import (
+	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -61,12 +61,11 @@ func (t Timer) SigevNotify() int32 {
 
 // ReadTimers reads /proc/PID/timers (needs CONFIG_CHECKPOINT_RESTORE).
 func ReadTimers(pid int) ([]Timer, error) {
-	f, err := os.Open(procPath(pid, "timers"))
+	b, err := readPath(procPath(pid, "timers"))
 	if err != nil {
 		return nil, wrapErr(pid, "read timers", err)
 	}
-	defer f.Close()
-	ts, err := ParseTimers(f)
+	ts, err := ParseTimers(bytes.NewReader(b))
 	if err != nil {
 		return nil, wrapErr(pid, "read timers", err)
 	}
