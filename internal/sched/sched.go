@@ -10,33 +10,40 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Yield sets every thread of this process to nice 19 (threads created
-// later inherit it from their creator) and returns a function that puts
-// back each thread's previous nice value, for those threads still alive.
-// Errors are ignored: a priority is a preference.
+// Yield puts every thread of this process in the SCHED_IDLE class (threads
+// created later inherit it from their creator) and returns a function that
+// puts back each thread's previous policy and nice value, for those
+// threads still alive. Errors are ignored: a priority is a preference.
+//
+// SCHED_IDLE rather than nice 19: a waking nice-19 thread may still preempt
+// a running normal thread and keep its CPU until the next tick (4 ms at
+// HZ=250); an idle-class thread never preempts a normal one and is
+// preempted by any normal thread that wakes.
 func Yield() (restore func()) {
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return func() {}
 	}
-	prev := map[int]int{}
+	prev := map[int]*unix.SchedAttr{}
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		// getpriority(2) returns 20 - nice.
-		p, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+		a, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
 			continue
 		}
-		if unix.Setpriority(unix.PRIO_PROCESS, tid, 19) == nil {
-			prev[tid] = 20 - p
+		idle := *a
+		idle.Policy = unix.SCHED_IDLE
+		idle.Nice = 19
+		if unix.SchedSetAttr(tid, &idle, 0) == nil {
+			prev[tid] = a
 		}
 	}
-	base := 0 // for threads started since: the nice they had before
-	for _, n := range prev {
-		base = n
+	var base *unix.SchedAttr // for threads started since: what they had before
+	for _, a := range prev {
+		base = a
 		break
 	}
 	return func() {
@@ -49,11 +56,13 @@ func Yield() (restore func()) {
 			if err != nil {
 				continue
 			}
-			n, ok := prev[tid]
+			a, ok := prev[tid]
 			if !ok {
-				n = base
+				a = base
 			}
-			unix.Setpriority(unix.PRIO_PROCESS, tid, n)
+			if a != nil {
+				unix.SchedSetAttr(tid, a, 0)
+			}
 		}
 	}
 }

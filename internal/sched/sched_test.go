@@ -8,36 +8,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func nices(t *testing.T) map[int]int {
+// policies returns each thread's scheduling policy and nice value.
+func policies(t *testing.T) map[int]unix.SchedAttr {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int]int{}
+	out := map[int]unix.SchedAttr{}
 	for _, e := range ents {
 		tid, _ := strconv.Atoi(e.Name())
-		p, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
-		if err == nil {
-			out[tid] = 20 - p
+		if a, err := unix.SchedGetAttr(tid, 0); err == nil {
+			out[tid] = *a
 		}
 	}
 	return out
 }
 
 func TestYield(t *testing.T) {
-	before := nices(t)
+	before := policies(t)
+	for tid, a := range before {
+		if a.Policy == unix.SCHED_IDLE {
+			t.Fatalf("thread %d is SCHED_IDLE before Yield", tid)
+		}
+	}
 	restore := Yield()
-	for tid, n := range nices(t) {
-		if n != 19 {
-			t.Errorf("thread %d at nice %d after Yield, want 19", tid, n)
+	for tid, a := range policies(t) {
+		if a.Policy != unix.SCHED_IDLE {
+			t.Errorf("thread %d has policy %d after Yield, want SCHED_IDLE (%d)", tid, a.Policy, unix.SCHED_IDLE)
 		}
 	}
 	restore()
-	after := nices(t)
-	for tid, n := range before {
-		if m, ok := after[tid]; ok && m != n {
-			t.Errorf("thread %d at nice %d after restore, was %d", tid, m, n)
+	after := policies(t)
+	for tid, a := range before {
+		if b, ok := after[tid]; ok && (b.Policy != a.Policy || b.Nice != a.Nice) {
+			t.Errorf("thread %d: policy %d nice %d after restore, was %d %d", tid, b.Policy, b.Nice, a.Policy, a.Nice)
 		}
 	}
 }
