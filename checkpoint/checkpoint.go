@@ -621,8 +621,17 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 		return err
 	}
 	c.s = s
+	// After pre-copy the freeze is short and all downtime: while the target
+	// is stopped crbpf's threads take the CPUs first (sched.Boost), and
+	// give them back before it runs. Not for a full freeze, which would
+	// hold every CPU of the machine for as long as the whole copy.
+	unboost := func() {}
+	if res.Mode == "precopy" {
+		unboost = sync.OnceFunc(sched.Boost())
+	}
 	defer func() {
 		if err != nil {
+			unboost()
 			err = errors.Join(gone(pid, err), s.resume())
 		}
 	}()
@@ -630,6 +639,7 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	if err := c.collect(ctx, cp, res); err != nil {
 		return err
 	}
+	unboost()
 	res.Freeze = s.held()
 	if !c.opts.Kill {
 		return s.resume()

@@ -46,3 +46,19 @@ func TestYield(t *testing.T) {
 		}
 	}
 }
+
+func TestBoost(t *testing.T) {
+	before := policies(t)
+	restore := Boost()
+	for tid, a := range policies(t) {
+		if a.Policy != unix.SCHED_FIFO || a.Priority != 1 {
+			t.Errorf("thread %d: policy %d priority %d after Boost, want SCHED_FIFO (%d) 1", tid, a.Policy, a.Priority, unix.SCHED_FIFO)
+		}
+	}
+	restore()
+	for tid, b := range policies(t) {
+		if a, ok := before[tid]; ok && (b.Policy != a.Policy || b.Nice != a.Nice || b.Priority != a.Priority) {
+			t.Errorf("thread %d: policy %d nice %d after restore, was %d %d", tid, b.Policy, b.Nice, a.Policy, a.Nice)
+		}
+	}
+}
