@@ -115,6 +115,7 @@ func readVMAs(pid int) ([]image.VMA, error) {
 // refusing mappings crbpf cannot restore.
 func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 	var out []image.VMA
+	checked := map[mappedFile]bool{} // accepted by checkMappedFile
 	for _, m := range maps {
 		v := image.VMA{Start: m.Start, End: m.End, Prot: m.Prot(), Name: m.Name, Offset: m.Offset,
 			Dev: unix.Mkdev(m.Major, m.Minor), Inode: m.Inode}
@@ -160,8 +161,13 @@ func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 			} else {
 				v.Kind = image.KindFile
 			}
-			if err := checkMappedFile(v); err != nil {
-				return nil, &UnsupportedError{PID: pid, What: what, Why: err.Error()}
+			// A file is mapped as several mappings (text, data, ...):
+			// stat it once.
+			if k := (mappedFile{v.Path, v.Dev, v.Inode}); !checked[k] {
+				if err := checkMappedFile(v); err != nil {
+					return nil, &UnsupportedError{PID: pid, What: what, Why: err.Error()}
+				}
+				checked[k] = true
 			}
 		default:
 			return nil, &UnsupportedError{PID: pid, What: what, Why: "unknown kind of mapping"}
@@ -169,6 +175,12 @@ func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// mappedFile is what checkMappedFile checks: that path names that file.
+type mappedFile struct {
+	path     string
+	dev, ino uint64
 }
 
 func checkMappedFile(v image.VMA) error {
