@@ -53,8 +53,8 @@ type ckptRun struct {
 	Wall       time.Duration
 	Start, End int64   // CLOCK_MONOTONIC ns around the crbpf process
 	RoundAt    []int64 // CLOCK_MONOTONIC ns when each "round N:" line arrived
-	// StoppedAt is when the -v line "target stopped" of the final stop
-	// arrived: the target was frozen then.
+	// StoppedAt is when the final stop began, by the -v line "target
+	// stopped" (see stoppedAt).
 	StoppedAt int64
 	// Steps are the freeze steps of the -v log: time since the stop when
 	// each step ended ("state", "proc+files", "final copy"; the last two
@@ -67,8 +67,22 @@ var (
 	roundLine = regexp.MustCompile(`^round \d+: `)
 	stepLine  = regexp.MustCompile(`msg="freeze step" step=(\S+) since_stop=(\S+)`)
 	copyLine  = regexp.MustCompile(`msg="final copy done" .*since_stop=(\S+)`)
-	stopLine  = regexp.MustCompile(`msg="target stopped"`)
+	stopLine  = regexp.MustCompile(`msg="target stopped"(?:.* held=(\S+))?`)
 )
+
+// stoppedAt returns when the final stop began, from a -v line that arrived
+// at: crbpf logs "target stopped" once the target runs again, with how long
+// it was held (older versions logged it at the stop, without).
+func stoppedAt(line string, at int64) (int64, bool) {
+	m := stopLine.FindStringSubmatch(line)
+	if m == nil {
+		return 0, false
+	}
+	if d, err := time.ParseDuration(m[1]); err == nil {
+		at -= int64(d)
+	}
+	return at, true
+}
 
 // runCheckpoint runs `crbpf -v checkpoint --json -o img args... pid`,
 // bounded by timeout: then it is interrupted (crbpf puts the target back)
@@ -99,8 +113,8 @@ func runCheckpoint(ctx context.Context, bin, stateDir, img string, pid int, time
 		at := monoNow()
 		line := sc.Text()
 		stderr.WriteString(line + "\n")
-		if stopLine.MatchString(line) {
-			r.StoppedAt = at
+		if t, ok := stoppedAt(line, at); ok {
+			r.StoppedAt = t
 		}
 		if roundLine.MatchString(line) {
 			r.RoundAt = append(r.RoundAt, at)

@@ -480,12 +480,12 @@ func (d *daemonProc) stop() error {
 	return nil
 }
 
-// stops are the times the daemon logged "target stopped".
+// stops are the times the daemon's final stops began.
 func (d *daemonProc) stops() []int64 {
 	var at []int64
 	for _, l := range d.log.all() {
-		if stopLine.MatchString(l.Text) {
-			at = append(at, l.At)
+		if t, ok := stoppedAt(l.Text, l.At); ok {
+			at = append(at, t)
 		}
 	}
 	return at

@@ -66,3 +66,22 @@ func TestFreezeGap(t *testing.T) {
 		}
 	}
 }
+
+func TestStoppedAt(t *testing.T) {
+	const msec = int64(time.Millisecond)
+	for _, c := range []struct {
+		line string
+		at   int64
+		want int64
+		ok   bool
+	}{
+		{`time=2026-11-27T10:13:07.880Z level=DEBUG msg="target stopped" pid=7 held=2.5ms`, 10 * msec, 10*msec - 2500*int64(time.Microsecond), true},
+		{`time=2026-11-27T10:13:07.880Z level=DEBUG msg="target stopped" pid=7`, 10 * msec, 10 * msec, true},
+		{`time=2026-11-27T10:13:07.880Z level=DEBUG msg="freeze step" step=state since_stop=1ms`, 10 * msec, 0, false},
+	} {
+		got, ok := stoppedAt(c.line, c.at)
+		if got != c.want || ok != c.ok {
+			t.Errorf("stoppedAt(%q, %d) = %d, %v; want %d, %v", c.line, c.at, got, ok, c.want, c.ok)
+		}
+	}
+}

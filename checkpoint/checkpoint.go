@@ -578,6 +578,7 @@ type ckpt struct {
 	img      image.Image
 	warnings []string
 	s        *stopped // the final stop
+	steps    freezeSteps
 	// kernelRelease and cmdline (informational) are read before the
 	// freeze, so that it does not pay for them.
 	kernelRelease string
@@ -635,16 +636,36 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 			err = errors.Join(gone(pid, err), s.resume())
 		}
 	}()
-	c.log.Debug("target stopped", "pid", pid)
 	if err := c.collect(ctx, cp, res); err != nil {
 		return err
 	}
 	unboost()
 	res.Freeze = s.held()
 	if !c.opts.Kill {
-		return s.resume()
+		err = s.resume()
 	}
-	return nil
+	c.logFreeze(res.Freeze)
+	return err
+}
+
+// freezeSteps are the times since the final stop at which the freeze's
+// steps ended, logged once the target runs again: a log line written
+// inside the freeze cost it 0.3-0.6 ms here.
+type freezeSteps struct {
+	state, proc time.Duration // ptrace reads; /proc reads and fd table
+	copied      time.Duration // maps read, last scan and copy
+	copy        precopy.Stats
+}
+
+// logFreeze logs the final stop (held: how long, up to the resume) and
+// its steps.
+func (c *ckpt) logFreeze(held time.Duration) {
+	f := &c.steps
+	c.log.Debug("target stopped", "pid", c.opts.PID, "held", held)
+	c.log.Debug("freeze step", "step", "state", "since_stop", f.state)
+	c.log.Debug("freeze step", "step", "proc+files", "since_stop", f.proc)
+	c.log.Debug("final copy done", "dirty_pages", f.copy.DirtyPages, "new_pages", f.copy.NewPages, "bytes", f.copy.Bytes,
+		"scan", f.copy.Scan, "duration", f.copy.Duration, "since_stop", f.copied)
 }
 
 func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) error {
@@ -686,18 +707,17 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 			return
 		}
 		memErr = cp.FixFilePages(img.VMAs)
-		c.log.Debug("final copy done", "dirty_pages", st.DirtyPages, "new_pages", st.NewPages, "bytes", st.Bytes,
-			"duration", st.Duration, "since_stop", s.held())
+		c.steps.copy, c.steps.copied = st, s.held()
 	})
 	wg.Go(func() {
 		if procErr = c.collectProc(status, s.mask); procErr != nil {
 			return
 		}
 		img.Files, procErr = collectFiles(pid, c.opts.selfConn())
-		c.log.Debug("freeze step", "step", "proc+files", "since_stop", s.held())
+		c.steps.proc = s.held()
 	})
 	ptraceErr := collectPtrace(s.task, &img.Task)
-	c.log.Debug("freeze step", "step", "state", "since_stop", s.held())
+	c.steps.state = s.held()
 	wg.Wait()
 	if err := errors.Join(ptraceErr, procErr, memErr); err != nil {
 		return err
