@@ -579,6 +579,7 @@ type ckpt struct {
 	warnings []string
 	s        *stopped // the final stop
 	steps    freezeSteps
+	boosted  bool // the final stop runs on the tracer thread alone, real-time
 	// kernelRelease and cmdline (informational) are read before the
 	// freeze, so that it does not pay for them.
 	kernelRelease string
@@ -623,13 +624,15 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	}
 	c.s = s
 	// After pre-copy the freeze is short and all downtime: while the target
-	// is stopped crbpf's threads take the CPUs first (sched.Boost), and
-	// give them back before it runs. Not for a full freeze, which would
-	// hold every CPU of the machine for as long as the whole copy.
+	// is stopped the tracer thread, which does all of it, takes a CPU
+	// first (sched.Boost), and gives it back before the target runs. Not
+	// for a full freeze, which would hold a CPU for the whole copy.
 	unboost := func() {}
 	if res.Mode == "precopy" {
 		unboost = sync.OnceFunc(sched.Boost())
+		c.boosted = true
 	}
+	c.steps.boost = s.held()
 	defer func() {
 		if err != nil {
 			unboost()
@@ -652,9 +655,11 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 // steps ended, logged once the target runs again: a log line written
 // inside the freeze cost it 0.3-0.6 ms here.
 type freezeSteps struct {
-	state, proc time.Duration // ptrace reads; /proc reads and fd table
-	copied      time.Duration // maps read, last scan and copy
-	copy        precopy.Stats
+	boost, status time.Duration // crbpf's priority raised; status read
+	maps          time.Duration // /proc/PID/maps read
+	state, proc   time.Duration // ptrace reads; /proc reads and fd table
+	copied        time.Duration // maps read, last scan and copy
+	copy          precopy.Stats
 }
 
 // logFreeze logs the final stop (held: how long, up to the resume) and
@@ -662,6 +667,9 @@ type freezeSteps struct {
 func (c *ckpt) logFreeze(held time.Duration) {
 	f := &c.steps
 	c.log.Debug("target stopped", "pid", c.opts.PID, "held", held)
+	c.log.Debug("freeze step", "step", "boost", "since_stop", f.boost)
+	c.log.Debug("freeze step", "step", "status", "since_stop", f.status)
+	c.log.Debug("freeze step", "step", "maps", "since_stop", f.maps)
 	c.log.Debug("freeze step", "step", "state", "since_stop", f.state)
 	c.log.Debug("freeze step", "step", "proc+files", "since_stop", f.proc)
 	c.log.Debug("final copy done", "dirty_pages", f.copy.DirtyPages, "new_pages", f.copy.NewPages, "bytes", f.copy.Bytes,
@@ -675,6 +683,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	if err != nil {
 		return err
 	}
+	c.steps.status = s.held()
 	if status.Threads != 1 {
 		return &UnsupportedError{PID: pid, What: fmt.Sprintf("%d threads", status.Threads), Why: "multi-threaded processes are not supported yet"}
 	}
@@ -693,34 +702,54 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Nothing is injected from here on: the memory (maps, last scan and
-	// copy) and the /proc reads (files, ids) run beside the ptrace reads,
-	// which must stay on this thread.
+	// Nothing is injected from here on. Three independent reads: the
+	// memory (maps, last scan and copy), /proc (ids, files) and ptrace
+	// (which must stay on this thread).
 	var st precopy.Stats
-	var memErr, procErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if img.VMAs, memErr = readVMAs(pid); memErr != nil {
-			return
+	mem := func() error {
+		var err error
+		if img.VMAs, err = readVMAs(pid); err != nil {
+			return err
 		}
-		if st, memErr = cp.SyncFrozen(img.VMAs); memErr != nil {
-			return
+		c.steps.maps = s.held()
+		if st, err = cp.SyncFrozen(img.VMAs); err != nil {
+			return err
 		}
-		memErr = cp.FixFilePages(img.VMAs)
+		err = cp.FixFilePages(img.VMAs)
 		c.steps.copy, c.steps.copied = st, s.held()
-	})
-	wg.Go(func() {
-		if procErr = c.collectProc(status, s.mask); procErr != nil {
-			return
-		}
-		img.Files, procErr = collectFiles(pid, c.opts.selfConn())
-		c.steps.proc = s.held()
-	})
-	ptraceErr := collectPtrace(s.task, &img.Task)
-	c.steps.state = s.held()
-	wg.Wait()
-	if err := errors.Join(ptraceErr, procErr, memErr); err != nil {
 		return err
+	}
+	proc := func() error {
+		err := c.collectProc(status, s.mask)
+		if err == nil {
+			img.Files, err = collectFiles(pid, c.opts.selfConn())
+		}
+		c.steps.proc = s.held()
+		return err
+	}
+	regs := func() error {
+		err := collectPtrace(s.task, &img.Task)
+		c.steps.state = s.held()
+		return err
+	}
+	if c.boosted {
+		// After pre-copy all of it takes 1-2 ms, on this thread alone:
+		// handing parts to other threads cost more in wakeups (0.5-4 ms
+		// here) than running them one after the other.
+		if err := errors.Join(regs(), mem(), proc()); err != nil {
+			return err
+		}
+	} else {
+		// A full freeze copies all memory: the rest runs beside it.
+		var memErr, procErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { memErr = mem() })
+		wg.Go(func() { procErr = proc() })
+		regsErr := regs()
+		wg.Wait()
+		if err := errors.Join(regsErr, procErr, memErr); err != nil {
+			return err
+		}
 	}
 	res.FinalDirtyPages = st.DirtyPages + st.NewPages
 	saved := s.regs

@@ -455,10 +455,19 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 		}
 		done := make(chan written, 1)
 		c.inflight = done
-		go func(addr uint64) {
+		if c.frozen && c.tracker != nil {
+			// The last round after pre-copy: a few dirty pages, and
+			// the target is stopped. Handing each chunk to another
+			// goroutine cost the freeze more in thread wakeups than
+			// the write itself.
 			wr, err := c.w.WritePages(addr, buf, flags)
 			done <- written{wr, err}
-		}(addr)
+		} else {
+			go func(addr uint64) {
+				wr, err := c.w.WritePages(addr, buf, flags)
+				done <- written{wr, err}
+			}(addr)
+		}
 		c.stats.Pages += n / image.PageSize
 		c.stats.Bytes += n
 		c.cur ^= 1

@@ -27,24 +27,6 @@ func Yield() (restore func()) {
 	})
 }
 
-// Boost puts every thread of this process in the SCHED_FIFO class at the
-// lowest real-time priority, for the final freeze: the target is stopped
-// and every microsecond of crbpf's is its downtime. A FIFO thread that
-// wakes takes a CPU from any normal thread at once, and FIFO threads of
-// equal priority do not preempt one another, so the Go runtime's threads
-// handing work to each other no longer push the freeze's thread off its
-// CPU (on 2 vCPUs they did, for 0.1-0.5 ms at a time). Without
-// CAP_SYS_NICE, or where real-time time is not granted (a cgroup with no
-// RT budget), nothing changes. Call the returned restore before the
-// target runs again.
-func Boost() (restore func()) {
-	return setAll(func(a *unix.SchedAttr) {
-		a.Policy = unix.SCHED_FIFO
-		a.Nice = 0
-		a.Priority = 1
-	})
-}
-
 // setAll applies set to the scheduling attributes of every thread of this
 // process and returns a function that puts back each thread's previous
 // ones (threads started since get those of an existing thread, which is
@@ -94,4 +76,26 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 			}
 		}
 	}
+}
+
+// Boost puts the calling OS thread (lock it to its goroutine first) in
+// the SCHED_FIFO class at the lowest real-time priority, for a short final
+// freeze: the target is stopped and every microsecond of crbpf's is its
+// downtime. A FIFO thread takes a CPU from any normal thread at once and
+// keeps it until it blocks, so the Go runtime's other threads waking on
+// this 2-vCPU guest no longer push the freeze off its CPU for 0.1-0.5 ms
+// at a time. Without CAP_SYS_NICE, or where real-time time is not granted
+// (a cgroup with no RT budget), nothing changes. Call the returned restore
+// before the target runs again.
+func Boost() (restore func()) {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return func() {}
+	}
+	to := *a
+	to.Policy, to.Nice, to.Priority = unix.SCHED_FIFO, 0, 1
+	if unix.SchedSetAttr(0, &to, 0) != nil {
+		return func() {}
+	}
+	return func() { unix.SchedSetAttr(0, a, 0) }
 }
