@@ -304,7 +304,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 				if err == nil {
 					tracker, err = armTracking(s)
 				}
-				return errors.Join(err, s.resume())
+				held := s.held()
+				err = errors.Join(err, s.resume())
+				o.Log.Debug("tracking armed", "pid", o.PID, "held", held, "err", err)
+				return err
 			})
 		}
 		switch {
@@ -393,6 +396,10 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		}()
 		waitRelease = func() { <-released }
 		defer waitRelease()
+	}
+	// The freeze after pre-copy only read its last pages: write them now.
+	if err := cp.WriteStaged(); err != nil {
+		return nil, err
 	}
 	img := &c.img
 	for i := range img.VMAs {

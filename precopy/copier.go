@@ -82,6 +82,13 @@ type Stats struct {
 	Duration   time.Duration // wall time of the Sync
 }
 
+// stagedChunk is a chunk read but not yet written (see WriteStaged).
+type stagedChunk struct {
+	addr  uint64
+	data  []byte
+	flags writer.Flags
+}
+
 // written is the result of one write to the image.
 type written struct {
 	wr  writer.Written
@@ -107,7 +114,11 @@ type Copier struct {
 	bufs     [2][]byte
 	cur      int
 	inflight chan written // the write in flight, nil when none
-	stats    *Stats
+	// staged are the chunks the frozen Sync after pre-copy read into
+	// bufs (stageUsed bytes of them, end to end) for WriteStaged.
+	staged    []stagedChunk
+	stageUsed uint64
+	stats     *Stats
 }
 
 // NewCopier prepares copying pid's memory into w. tracker may be nil: then
@@ -181,7 +192,8 @@ func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
 }
 
 // SyncFrozen is the last Sync, with the target stopped: vmas are exact, so
-// every read must succeed.
+// every read must succeed. With a Tracker (after pre-copy) it only reads,
+// into the copy buffers: call WriteStaged once the target runs again.
 func (c *Copier) SyncFrozen(vmas []image.VMA) (Stats, error) {
 	c.frozen = true
 	return c.sync(vmas)
@@ -407,7 +419,8 @@ func (c *Copier) selectPages(r Range, keep func(procfs.PagemapEntry) bool) ([]Ra
 }
 
 // copyRange reads r from the target and hands it to the writer, which runs
-// while the next chunk is read.
+// while the next chunk is read; in the frozen Sync after pre-copy it only
+// stages what it read (see WriteStaged).
 func (c *Copier) copyRange(v *image.VMA, r Range) error {
 	readable := v.Prot&0x1 != 0
 	// The vDSO is kept whole: restart compares it with the running
@@ -419,6 +432,13 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 	for addr := r.Start; addr < r.End; {
 		n := min(r.End-addr, ChunkSize)
 		buf := c.bufs[c.cur][:n]
+		staging := c.frozen && c.tracker != nil
+		if staging {
+			var err error
+			if buf, err = c.stageBuf(n); err != nil {
+				return err
+			}
+		}
 		var got int
 		var err error
 		if readable {
@@ -450,29 +470,65 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 			buf = buf[:n]
 			r.End = rest
 		}
+		c.stats.Pages += n / image.PageSize
+		c.stats.Bytes += n
+		if staging {
+			c.staged = append(c.staged, stagedChunk{addr: addr, data: buf, flags: flags})
+			c.stageUsed += n
+			addr += n
+			continue
+		}
 		if err := c.flush(); err != nil {
 			return err
 		}
 		done := make(chan written, 1)
 		c.inflight = done
-		if c.frozen && c.tracker != nil {
-			// The last round after pre-copy: a few dirty pages, and
-			// the target is stopped. Handing each chunk to another
-			// goroutine cost the freeze more in thread wakeups than
-			// the write itself.
+		go func(addr uint64) {
 			wr, err := c.w.WritePages(addr, buf, flags)
 			done <- written{wr, err}
-		} else {
-			go func(addr uint64) {
-				wr, err := c.w.WritePages(addr, buf, flags)
-				done <- written{wr, err}
-			}(addr)
-		}
-		c.stats.Pages += n / image.PageSize
-		c.stats.Bytes += n
+		}(addr)
 		c.cur ^= 1
 		addr += n
 	}
+	return nil
+}
+
+// stageBuf returns room for n bytes in the staging area (the two copy
+// buffers, end to end), writing out what is staged when it is full.
+func (c *Copier) stageBuf(n uint64) ([]byte, error) {
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	for {
+		off := c.stageUsed
+		if off < ChunkSize && off+n > ChunkSize {
+			off = ChunkSize // a chunk does not span the two buffers
+		}
+		if off+n <= 2*ChunkSize {
+			c.stageUsed = off
+			b := c.bufs[off/ChunkSize]
+			off %= ChunkSize
+			return b[off : off+n], nil
+		}
+		if err := c.WriteStaged(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// WriteStaged writes the pages the last Sync with the target stopped (after
+// pre-copy) read but did not write: that Sync only reads, into the copy
+// buffers, and its writes (hashing, the image file) wait until the target
+// runs again. Call it after SyncFrozen and FixFilePages, before Fill.
+func (c *Copier) WriteStaged() error {
+	for _, s := range c.staged {
+		wr, err := c.w.WritePages(s.addr, s.data, s.flags)
+		c.record(wr)
+		if err != nil {
+			return err
+		}
+	}
+	c.staged, c.stageUsed = c.staged[:0], 0
 	return nil
 }
 
@@ -485,16 +541,21 @@ func (c *Copier) flush() error {
 	}
 	res := <-c.inflight
 	c.inflight = nil
-	for _, run := range res.wr.Runs {
+	c.record(res.wr)
+	return res.err
+}
+
+// record logs what one write stored.
+func (c *Copier) record(wr writer.Written) {
+	for _, run := range wr.Runs {
 		c.log = append(c.log, logEntry{start: run.Addr, end: run.End(), kind: entryStored, run: run})
 	}
-	for _, s := range res.wr.Zero {
+	for _, s := range wr.Zero {
 		c.log = append(c.log, logEntry{start: s.Addr, end: s.End(), kind: entryZero})
 	}
-	for _, s := range res.wr.Same {
+	for _, s := range wr.Same {
 		c.log = append(c.log, logEntry{start: s.Addr, end: s.End(), kind: entrySame})
 	}
-	return res.err
 }
 
 // Fill sets the page runs of v and, for pages without data, its zero and
@@ -502,6 +563,9 @@ func (c *Copier) flush() error {
 // it has no data. Call it after the last Sync (and FixFilePages), when the
 // target runs again: it costs a pass over v's pages.
 func (c *Copier) Fill(v *image.VMA) {
+	if len(c.staged) > 0 {
+		panic("precopy: Fill before WriteStaged")
+	}
 	v.Pages, v.Zero, v.Inherit = nil, nil, nil
 	if !copied(v.Kind) {
 		return
