@@ -378,11 +378,19 @@ func (c *Copier) copyDirty(v *image.VMA, d Range) error {
 // them before. It covers MADV_DONTNEED of a still-protected page, which no
 // Tracker reports. Call it while the target is frozen, after the last Sync.
 func (c *Copier) FixFilePages(vmas []image.VMA) error {
-	for _, v := range vmas {
-		if v.Kind != image.KindFile {
+	for i := 0; i < len(vmas); i++ {
+		if vmas[i].Kind != image.KindFile {
 			continue
 		}
-		shared, err := c.selectPages(Range{v.Start, v.End}, func(e procfs.PagemapEntry) bool { return !c.privateCopy(e) })
+		// A file's mappings (text, data, ...) usually lie end to end:
+		// one pagemap read for all of them (records may span several
+		// mappings; Fill clips them).
+		span := Range{vmas[i].Start, vmas[i].End}
+		for i+1 < len(vmas) && vmas[i+1].Kind == image.KindFile && vmas[i+1].Start == span.End {
+			i++
+			span.End = vmas[i].End
+		}
+		shared, err := c.selectPages(span, func(e procfs.PagemapEntry) bool { return !c.privateCopy(e) })
 		if err != nil {
 			return err
 		}
