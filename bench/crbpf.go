@@ -57,8 +57,8 @@ type ckptRun struct {
 	// stopped" (see stoppedAt).
 	StoppedAt int64
 	// Steps are the freeze steps of the -v log: time since the stop when
-	// each step ended ("state", "proc+files", "final copy"; the last two
-	// run beside the first).
+	// each step ended ("state", "proc+files", "final copy"; side by side
+	// in a full freeze, one after the other after pre-copy).
 	Steps  map[string]time.Duration
 	Stderr string
 }
