@@ -22,7 +22,7 @@
 #                  equivalent:
 #                    --cap-add SYS_PTRACE --cap-add SYS_ADMIN --cap-add BPF
 #                    --cap-add PERFMON --cap-add SYS_RESOURCE
-#                    --cap-add CHECKPOINT_RESTORE
+#                    --cap-add CHECKPOINT_RESTORE --cap-add SYS_NICE
 #                    --security-opt seccomp=unconfined
 #                    --security-opt apparmor=unconfined
 #                  because crbpf uses ptrace (stop, read and rebuild a
@@ -33,7 +33,9 @@
 #                  before Linux 5.8), prctl(PR_SET_MM_MAP) to restore a
 #                  process's memory layout and exe link (CHECKPOINT_RESTORE;
 #                  SYS_RESOURCE and SYS_ADMIN before Linux 5.9) and setrlimit
-#                  above its own limits (SYS_RESOURCE). Docker's seccomp
+#                  above its own limits (SYS_RESOURCE); SYS_NICE lets the
+#                  final freeze run at a real-time priority (without it the
+#                  freeze works, longer on a busy machine). Docker's seccomp
 #                  profile filters userfaultfd, bpf and perf_event_open
 #                  (older Docker releases block them whatever the
 #                  capabilities), and its AppArmor profile denies ptrace of
