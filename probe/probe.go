@@ -81,6 +81,7 @@ const (
 	NameBPFTracepoint    = "bpf-tracepoint"
 	NameTPPageFault      = "tracepoint-page-fault"
 	NameTPMemorySyscalls = "tracepoint-mm-syscalls"
+	NameRealtimeFreeze   = "realtime-freeze"
 	NameSoftDirty        = "soft-dirty"
 )
 
@@ -113,6 +114,7 @@ var probes = []probe{
 	{NameBPFTracepoint, "eBPF tracepoint programs", needPrecopy, false, probeBPFTracepoint},
 	{NameTPPageFault, "page fault tracepoints (exceptions:page_fault_user/kernel)", needPrecopy, false, probeTPPageFault},
 	{NameTPMemorySyscalls, "address-space syscall tracepoints (mmap, munmap, mremap, brk, mprotect, madvise)", needPrecopy, false, probeTPMemorySyscalls},
+	{NameRealtimeFreeze, "real-time priority for the final freeze (SCHED_FIFO; CAP_SYS_NICE)", needPrecopy, false, probeRealtimeFreeze},
 	{NameSoftDirty, "soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY; informational)", nil, false, probeSoftDirty},
 }
 

@@ -45,6 +45,7 @@ func TestAllOnThisMachine(t *testing.T) {
 		NamePagemapScan,
 		NameBPFTracepoint,
 		NameBTF,
+		NameRealtimeFreeze,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r, ok := got[name]
