@@ -193,9 +193,8 @@ func run() error {
 		progress("wrote %s", path)
 		return nil
 	}
-	rep := &report{Command: commandLine(), Started: time.Now(), Machine: machineFacts(), Revision: revision(e.crbpf, root),
-		Cases: make([]caseResult, len(cfg.cases)), Hot: cfg.hot, Budget: cfg.budget, Reps: cfg.reps}
-	rep.LoadBefore, rep.BusyBefore = loadFacts()
+	rep := &report{runInfo: startRun(e.crbpf, root), Cases: make([]caseResult, len(cfg.cases)),
+		Hot: cfg.hot, Budget: cfg.budget, Reps: cfg.reps}
 	for i, k := range cfg.cases {
 		rep.Cases[i] = caseResult{Case: k}
 		for r := 0; r < cfg.reps; r++ {
@@ -223,9 +222,8 @@ func run() error {
 			}
 		}
 	}
-	rep.Finished = time.Now()
+	rep.finish()
 	rep.Partial = false
-	rep.LoadAfter, rep.BusyAfter = loadFacts()
 	fmt.Print(rep.markdown())
 	return write(rep)
 }

@@ -116,19 +116,50 @@ type caseResult struct {
 }
 
 type report struct {
-	Command           string
-	Started, Finished time.Time
-	Machine           []string
-	Revision          string
-	Hot               int
-	Budget            time.Duration
-	Reps              int
-	Partial           bool // cases are still to come
-	LoadBefore        string
-	LoadAfter         string
-	BusyBefore        []string
-	BusyAfter         []string
-	Cases             []caseResult
+	runInfo
+	Hot     int
+	Budget  time.Duration
+	Reps    int
+	Partial bool // cases are still to come
+	Cases   []caseResult
+}
+
+// runInfo is what a report says about the run itself.
+type runInfo struct {
+	Command               string
+	Started, Finished     time.Time
+	Machine               []string
+	Revision              string
+	LoadBefore, LoadAfter string
+	BusyBefore, BusyAfter []string
+}
+
+// startRun notes the run's command, machine, crbpf revision and load.
+func startRun(crbpf, root string) runInfo {
+	ri := runInfo{Command: commandLine(), Started: time.Now(), Machine: machineFacts(), Revision: revision(crbpf, root)}
+	ri.LoadBefore, ri.BusyBefore = loadFacts()
+	return ri
+}
+
+// finish notes the end of the run and the load then.
+func (ri *runInfo) finish() {
+	ri.Finished = time.Now()
+	ri.LoadAfter, ri.BusyAfter = loadFacts()
+}
+
+// facts writes the list of the run's facts that opens a report.
+func (ri *runInfo) facts(p func(format string, args ...any)) {
+	p("- Command: `%s`", ri.Command)
+	p("- Date: %s, %s", ri.Started.UTC().Format("2006-01-02 15:04 UTC"), roundDur(ri.Finished.Sub(ri.Started)))
+	p("- crbpf: %s", ri.Revision)
+	for _, m := range ri.Machine {
+		p("- %s", m)
+	}
+	p("- Load average before / after: %s / %s", ri.LoadBefore, ri.LoadAfter)
+	if len(ri.BusyBefore)+len(ri.BusyAfter) > 0 {
+		p("- Other processes using the CPUs (over 10%% of one, sampled for 1 s) before: %s; after: %s",
+			orNone(ri.BusyBefore), orNone(ri.BusyAfter))
+	}
 }
 
 // stat is a median with its range.
@@ -322,17 +353,7 @@ func (rp *report) markdown() string {
 		p("**Partial: the run has not finished; the cases below are those done so far.**")
 		p("")
 	}
-	p("- Command: `%s`", rp.Command)
-	p("- Date: %s, %s", rp.Started.UTC().Format("2006-01-02 15:04 UTC"), roundDur(rp.Finished.Sub(rp.Started)))
-	p("- crbpf: %s", rp.Revision)
-	for _, m := range rp.Machine {
-		p("- %s", m)
-	}
-	p("- Load average before / after: %s / %s", rp.LoadBefore, rp.LoadAfter)
-	if len(rp.BusyBefore)+len(rp.BusyAfter) > 0 {
-		p("- Other processes using the CPUs (over 10%% of one, sampled for 1 s) before: %s; after: %s",
-			orNone(rp.BusyBefore), orNone(rp.BusyAfter))
-	}
+	rp.facts(p)
 	p("")
 	p("The target (`bench/testdata/dirtier.c`) holds R MiB of patterned memory and, in a tight loop,")
 	p("dirties W MiB/s of distinct pages (one store per page, round-robin over %s) and", hot)
