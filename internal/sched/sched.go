@@ -4,6 +4,7 @@
 package sched
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 
@@ -88,14 +89,24 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 // (a cgroup with no RT budget), nothing changes. Call the returned restore
 // before the target runs again.
 func Boost() (restore func()) {
-	a, err := unix.SchedGetAttr(0, 0)
+	undo, err := TryBoost()
 	if err != nil {
 		return func() {}
 	}
+	return func() { undo() }
+}
+
+// TryBoost is Boost saying why the priority was refused, and whether
+// putting the thread's previous one back failed.
+func TryBoost() (restore func() error, err error) {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sched_getattr: %w", err)
+	}
 	to := *a
 	to.Policy, to.Nice, to.Priority = unix.SCHED_FIFO, 0, 1
-	if unix.SchedSetAttr(0, &to, 0) != nil {
-		return func() {}
+	if err := unix.SchedSetAttr(0, &to, 0); err != nil {
+		return nil, fmt.Errorf("sched_setattr(SCHED_FIFO, 1): %w", err)
 	}
-	return func() { unix.SchedSetAttr(0, a, 0) }
+	return func() error { return unix.SchedSetAttr(0, a, 0) }, nil
 }
