@@ -398,38 +398,12 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		defer waitRelease()
 	}
 	// The freeze after pre-copy only read its last pages: write them now.
-	if err := cp.WriteStaged(); err != nil {
-		return nil, err
+	// Failing that is failing the commit (with Kill the target resumes).
+	commitErr := cp.WriteStaged()
+	if commitErr == nil {
+		c.fillImage(cp, res, start)
+		commitErr = w.Commit(&c.img)
 	}
-	img := &c.img
-	for i := range img.VMAs {
-		v := &img.VMAs[i]
-		cp.Fill(v)
-		for _, s := range v.Inherit {
-			res.InheritedPages += s.NPages
-		}
-		for _, s := range v.Zero {
-			res.ZeroPages += s.NPages
-		}
-	}
-	img.Header.ParentCRID, img.Header.Parent = c.parentCRID, c.parentHint
-	if c.opts.Parent != nil {
-		img.Header.ParentID = c.opts.Parent.Chain.Tip().Image.Header.ID
-	}
-	var stored uint64
-	for _, v := range img.VMAs {
-		for _, r := range v.Pages {
-			stored += r.NPages
-		}
-	}
-	res.Pages, res.Bytes = stored, stored*image.PageSize
-	img.Stats = image.Stats{FreezeNanos: int64(res.Freeze), TotalNanos: int64(time.Since(start)),
-		PagesWritten: res.Pages, BytesWritten: res.Bytes, StopReason: res.StopReason}
-	for _, r := range res.Rounds {
-		img.Stats.Rounds = append(img.Stats.Rounds, image.Round{Index: r.Index, DirtyPages: r.DirtyPages,
-			Bytes: r.Bytes, Nanos: int64(r.Duration)})
-	}
-	commitErr := w.Commit(img)
 	if commitErr == nil {
 		committed = true
 	} else if keep {
@@ -459,6 +433,39 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	waitRelease()
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+// fillImage completes the image from the copier's records (after its
+// last Sync and WriteStaged) and the checkpoint's result.
+func (c *ckpt) fillImage(cp *precopy.Copier, res *Result, start time.Time) {
+	img := &c.img
+	for i := range img.VMAs {
+		v := &img.VMAs[i]
+		cp.Fill(v)
+		for _, s := range v.Inherit {
+			res.InheritedPages += s.NPages
+		}
+		for _, s := range v.Zero {
+			res.ZeroPages += s.NPages
+		}
+	}
+	img.Header.ParentCRID, img.Header.Parent = c.parentCRID, c.parentHint
+	if c.opts.Parent != nil {
+		img.Header.ParentID = c.opts.Parent.Chain.Tip().Image.Header.ID
+	}
+	var stored uint64
+	for _, v := range img.VMAs {
+		for _, r := range v.Pages {
+			stored += r.NPages
+		}
+	}
+	res.Pages, res.Bytes = stored, stored*image.PageSize
+	img.Stats = image.Stats{FreezeNanos: int64(res.Freeze), TotalNanos: int64(time.Since(start)),
+		PagesWritten: res.Pages, BytesWritten: res.Bytes, StopReason: res.StopReason}
+	for _, r := range res.Rounds {
+		img.Stats.Rounds = append(img.Stats.Rounds, image.Round{Index: r.Index, DirtyPages: r.DirtyPages,
+			Bytes: r.Bytes, Nanos: int64(r.Duration)})
+	}
 }
 
 // precopy copies memory in rounds while the target runs, until a stop rule
