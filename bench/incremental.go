@@ -765,7 +765,7 @@ func (rp *incReport) markdown() string {
 	p("")
 	p("*Later* are checkpoints 2 to %d of every repetition, pooled; each one's ratio to the first (full)", ic.n)
 	p("is taken against the first of its repetition. *Freeze gap* is the target's gap around the daemon's")
-	p("`target stopped` log line (– where none was found: the line came too late); *largest gap* is the")
+	p("final stop, dated by its `target stopped` log line (– where none was found); *largest gap* is the")
 	p("largest the target saw between the previous checkpoint's line and the checkpoint's own; *interval*")
 	p("is the time between two lines.")
 	p("")
