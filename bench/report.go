@@ -677,7 +677,44 @@ func machineFacts() []string {
 	if thp, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); err == nil {
 		facts = append(facts, "THP: "+strings.TrimSpace(string(thp)))
 	}
+	if d := damon("/sys/kernel/mm/damon/admin/kdamonds"); d != "" {
+		facts = append(facts, "DAMON: "+d)
+	}
 	return facts
+}
+
+// damon describes the DAMON monitors running on the machine (their
+// kdamond threads walk page tables and share the CPUs with the target),
+// or returns "" when none runs.
+func damon(root string) string {
+	dirs, _ := filepath.Glob(filepath.Join(root, "[0-9]*"))
+	var on []string
+	for _, d := range dirs {
+		read := func(rel string) string {
+			b, _ := os.ReadFile(filepath.Join(d, rel))
+			return strings.TrimSpace(string(b))
+		}
+		if read("state") != "on" {
+			continue
+		}
+		var ctxs []string
+		cdirs, _ := filepath.Glob(filepath.Join(d, "contexts", "[0-9]*"))
+		for _, c := range cdirs {
+			rel, _ := filepath.Rel(d, c)
+			desc := read(filepath.Join(rel, "operations"))
+			if us, err := strconv.Atoi(read(filepath.Join(rel, "monitoring_attrs", "intervals", "sample_us"))); err == nil {
+				desc += fmt.Sprintf(", sampling every %v", time.Duration(us)*time.Microsecond)
+			}
+			sdirs, _ := filepath.Glob(filepath.Join(c, "schemes", "[0-9]*"))
+			for _, s := range sdirs {
+				r, _ := filepath.Rel(d, s)
+				desc += ", scheme " + read(filepath.Join(r, "action"))
+			}
+			ctxs = append(ctxs, desc)
+		}
+		on = append(on, fmt.Sprintf("kdamond %s on (%s)", filepath.Base(d), strings.Join(ctxs, "; ")))
+	}
+	return strings.Join(on, ", ")
 }
 
 func firstMatch(path, key string) string {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -83,5 +85,33 @@ func TestStoppedAt(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("stoppedAt(%q, %d) = %d, %v; want %d, %v", c.line, c.at, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+func TestDamon(t *testing.T) {
+	root := t.TempDir()
+	if got := damon(root); got != "" {
+		t.Errorf("damon(no kdamonds) = %q, want empty", got)
+	}
+	files := map[string]string{
+		"0/state":                 "on\n",
+		"0/contexts/0/operations": "paddr\n",
+		"0/contexts/0/monitoring_attrs/intervals/sample_us": "500000\n",
+		"0/contexts/0/schemes/0/action":                     "pageout\n",
+		"1/state":                                           "off\n",
+		"1/contexts/0/operations":                           "vaddr\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "kdamond 0 on (paddr, sampling every 500ms, scheme pageout)"
+	if got := damon(root); got != want {
+		t.Errorf("damon() = %q, want %q", got, want)
 	}
 }
