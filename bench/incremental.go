@@ -124,7 +124,7 @@ type incReport struct {
 // then prints the report and writes it into its own section of -out.
 func (e *env) runIncremental(ctx context.Context, root string) error {
 	cfg := e.cfg
-	rep := &incReport{runInfo: startRun(e.crbpf, root), Cfg: cfg.inc, Budget: cfg.budget, Window: cfg.window, Reps: cfg.reps}
+	rep := &incReport{runInfo: startRun(e.crbpf, root), Cfg: cfg.inc, Budget: cfg.budget, Window: cfg.baseWindow(cfg.cases[0].Size), Reps: cfg.reps}
 	for _, k := range cfg.cases {
 		c := incCase{Case: k, Hot: cmp.Or(cfg.hot, k.Size)}
 		for r := 0; r < cfg.reps; r++ {
@@ -236,7 +236,7 @@ func (e *env) incRep(ctx context.Context, k benchCase, hot, n int) (res incRep, 
 	if err := t.reset(); err != nil {
 		return res, err
 	}
-	if err := sleep(ctx, e.cfg.window); err != nil {
+	if err := sleep(ctx, e.cfg.baseWindow(k.Size)); err != nil {
 		return res, err
 	}
 	if w, err = t.query(); err != nil {

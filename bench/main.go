@@ -58,7 +58,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.out, "out", "docs/benchmarks.md", "markdown file whose benchmark section is replaced (empty: print only)")
 	fs.DurationVar(&c.budget, "max-downtime", 0, "--max-downtime for the --precopy auto run (0: crbpf's default, 10ms)")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "time the target runs before the first measurement")
-	fs.DurationVar(&c.window, "window", time.Second, "length of the baseline windows without crbpf")
+	fs.DurationVar(&c.window, "window", 0, "length of the baseline windows without crbpf (0: as long as a pre-copy checkpoint of the size takes, 2s + 2.5s per GiB; 1s with -incremental)")
 	fs.DurationVar(&c.settle, "settle", 500*time.Millisecond, "pause after each checkpoint")
 	fs.Float64Var(&c.quiet, "quiet", 25, "before each repetition, wait until other processes use less than this percentage of one CPU (0: do not wait)")
 	fs.DurationVar(&c.quietW, "quiet-wait", 2*time.Minute, "longest wait for -quiet; the repetition runs anyway after it")
@@ -194,7 +194,7 @@ func run() error {
 		return nil
 	}
 	rep := &report{runInfo: startRun(e.crbpf, root), Cases: make([]caseResult, len(cfg.cases)),
-		Hot: cfg.hot, Budget: cfg.budget, Reps: cfg.reps}
+		Hot: cfg.hot, Window: cfg.window, Budget: cfg.budget, Reps: cfg.reps}
 	for i, k := range cfg.cases {
 		rep.Cases[i] = caseResult{Case: k}
 		for r := 0; r < cfg.reps; r++ {
@@ -402,7 +402,7 @@ func (e *env) startBaseline(ctx context.Context, k benchCase, hot int) (*target,
 		if err := t.reset(); err != nil {
 			return window{}, err
 		}
-		if err := sleep(ctx, e.cfg.window); err != nil {
+		if err := sleep(ctx, e.cfg.baseWindow(k.Size)); err != nil {
 			return window{}, err
 		}
 		return t.query()
@@ -411,6 +411,22 @@ func (e *env) startBaseline(ctx context.Context, k benchCase, hot int) (*target,
 		return nil, window{}, errors.Join(err, t.stop())
 	}
 	return t, w, nil
+}
+
+// baseWindow is the length of a window without crbpf for a target of
+// size MiB. By default about as long as a pre-copy checkpoint of that size
+// takes here (2.4 s at 256 MiB, 3.8 s at 1 GiB, 8-14 s at 4 GiB), so
+// that the noise it measures is the noise such a run is exposed to: on
+// this VM gaps of ~20 ms come every 10-15 s without crbpf, which a 1 s
+// window mostly misses.
+func (c *config) baseWindow(size int) time.Duration {
+	switch {
+	case c.window > 0:
+		return c.window
+	case c.inc.on:
+		return time.Second
+	}
+	return 2*time.Second + time.Duration(float64(size)/1024*2.5*float64(time.Second))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -118,6 +118,7 @@ type caseResult struct {
 type report struct {
 	runInfo
 	Hot     int
+	Window  time.Duration // of the noise; 0: by size (config.baseWindow)
 	Budget  time.Duration
 	Reps    int
 	Partial bool // cases are still to come
@@ -365,7 +366,12 @@ func (rp *report) markdown() string {
 	p("both measured runs write their images into memory the machine has used before: the first touch")
 	p("of fresh memory is slow here and would penalize whichever came first). Cells are median (min–max); ratios are taken per")
 	p("repetition, between the two checkpoints of the same target, then summarized. **Noise** is the")
-	p("largest gap in a 1 s window without crbpf: observed downtimes below it cannot be told apart.")
+	if rp.Window > 0 {
+		p("largest gap in a %v window without crbpf: observed downtimes below it cannot be told apart.", rp.Window)
+	} else {
+		p("largest gap in a window without crbpf as long as a pre-copy checkpoint of the size takes (2 s +")
+		p("2.5 s per GiB): observed downtimes below it cannot be told apart.")
+	}
 	p("**Others' CPU %%** is the CPU time processes other than the benchmark, its target and crbpf used")
 	p("during the repetition, in percent of one CPU: this machine is shared, and such load lengthens")
 	p("every stop on it (each repetition first waits, a bounded time, for it to drop).")
