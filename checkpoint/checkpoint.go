@@ -383,7 +383,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		defer sched.Yield()()
 	}
 	waitRelease := func() {}
-	if !o.Kill && tracker != nil && o.Tracking != nil {
+	if tracker != nil && o.keepsTracking() {
 		keep = true
 		*o.Tracking = Tracking{pid: o.PID, crid: id, tracker: tracker, known: cp.Known(), Watched: o.Tracking.Watched}
 	} else if !o.Kill && tracker != nil {
@@ -565,6 +565,10 @@ func precheck(pid int, self int) error {
 	return err
 }
 
+// keepsTracking reports whether the write tracking outlives the checkpoint
+// (kept in Tracking for the next one) when pre-copy armed it.
+func (o *Options) keepsTracking() bool { return !o.Kill && o.Tracking != nil }
+
 // selfConn is the fd of the target's connection to the daemon taking the
 // checkpoint, or -1.
 func (o *Options) selfConn() int {
@@ -726,7 +730,11 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 			return err
 		}
 		c.steps.maps = s.held()
-		if st, err = cp.SyncFrozen(img.VMAs); err != nil {
+		then := precopy.TrackingEnds
+		if c.opts.keepsTracking() {
+			then = precopy.TrackingGoesOn
+		}
+		if st, err = cp.SyncFrozen(img.VMAs, then); err != nil {
 			return err
 		}
 		err = cp.FixFilePages(img.VMAs)

@@ -71,7 +71,16 @@ func (t *uffdTracker) Track(start, end uint64) error {
 }
 
 func (t *uffdTracker) Written(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
-	got, err := t.scan.ScanWritten(start, end, t.buf)
+	return t.written(t.scan.ScanWritten, start, end, buf)
+}
+
+func (t *uffdTracker) Peek(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
+	return t.written(t.scan.PeekWritten, start, end, buf)
+}
+
+func (t *uffdTracker) written(scan func(start, end uint64, buf []dirty.Range) ([]dirty.Range, error),
+	start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
+	got, err := scan(start, end, t.buf)
 	t.buf = got
 	buf = buf[:0]
 	for _, r := range got {

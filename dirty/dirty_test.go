@@ -120,6 +120,35 @@ func TestScanWrittenExact(t *testing.T) {
 	}
 }
 
+// TestPeekWritten: PeekWritten reports what ScanWritten would, leaves it
+// writable (reported again, by either), and finds nothing else.
+func TestPeekWritten(t *testing.T) {
+	w := newWP(t)
+	s := newScanner(t)
+	s.vec = make([]pageRegion, 2) // several calls per scan
+	b := mmapAnon(t, 4<<20)
+	touch(b)
+	arm(t, w, b)
+	start, end := span(b)
+	rng := rand.New(rand.NewPCG(1, 2))
+	set := randomPages(rng, len(b)/ps(), 40)
+	writePages(rng, b, set)
+	want := pagesToRanges(b, set)
+	for i := range 2 {
+		got, err := s.PeekWritten(start, end, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRanges(t, fmt.Sprintf("peek %d", i), got, want)
+	}
+	sameRanges(t, "scan after peeks", scanOK(t, s, b), want)
+	got, err := s.PeekWritten(start, end, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRanges(t, "peek after scan", got, nil)
+}
+
 // TestScanWrittenReusesBuf checks that the result is appended to buf[:0].
 func TestScanWrittenReusesBuf(t *testing.T) {
 	w := newWP(t)

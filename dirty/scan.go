@@ -75,6 +75,19 @@ func (s *Scanner) Close() error {
 // To go on after a *NotRegisteredError, register and protect its range, copy
 // that range whole, and scan again from its End.
 func (s *Scanner) ScanWritten(start, end uint64, buf []Range) ([]Range, error) {
+	return s.written(start, end, buf, true)
+}
+
+// PeekWritten is ScanWritten without the protecting: the pages it reports
+// stay writable, and a later scan reports them again. It is for the last
+// scan of a tracking that ends: protecting them again would rewrite their
+// page table entries only for the release to undo it, with the target
+// stopped.
+func (s *Scanner) PeekWritten(start, end uint64, buf []Range) ([]Range, error) {
+	return s.written(start, end, buf, false)
+}
+
+func (s *Scanner) written(start, end uint64, buf []Range, protect bool) ([]Range, error) {
 	out := buf[:0]
 	if start == end {
 		return out, nil
@@ -90,13 +103,21 @@ func (s *Scanner) ScanWritten(start, end uint64, buf []Range) ([]Range, error) {
 
 	pos := start
 	retries := 0
+	flags := uint64(pmScanCheckWPAsync)
+	if protect {
+		flags |= pmScanWPMatching
+	}
 	for pos < end {
 		arg := pmScanArg{
-			flags:        pmScanWPMatching | pmScanCheckWPAsync,
+			flags:        flags,
 			start:        pos,
 			end:          end,
 			categoryMask: pageIsWritten,
 			returnMask:   pageIsWritten,
+		}
+		before, lastEnd := len(out), uint64(0)
+		if before > 0 {
+			lastEnd = out[before-1].End
 		}
 		n, err := s.scan(&arg)
 		out = appendRegions(out, s.vec[:n])
@@ -104,8 +125,15 @@ func (s *Scanner) ScanWritten(start, end uint64, buf []Range) ([]Range, error) {
 		case err == 0:
 		case (err == unix.EINTR || err == unix.EAGAIN) && retries < maxRetries:
 			// What the kernel walked before it stopped is in
-			// out and protected again; walking it again only
-			// finds what was written since.
+			// out. Protected again, walking it again only finds
+			// what was written since; left writable, it would be
+			// reported twice: drop it and walk again.
+			if !protect {
+				out = out[:before]
+				if before > 0 {
+					out[before-1].End = lastEnd
+				}
+			}
 			retries++
 			continue
 		case err == unix.EPERM:

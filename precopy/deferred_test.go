@@ -69,7 +69,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 
 	head, tail := all, all
 	head.End, tail.Start, tail.Prot = addr+4*ps, addr+4*ps, unix.PROT_NONE
-	st, err = c.SyncFrozen([]image.VMA{head, tail})
+	st, err = c.SyncFrozen([]image.VMA{head, tail}, TrackingEnds)
 	if err != nil {
 		t.Fatalf("frozen Sync: %v", err)
 	}
@@ -98,7 +98,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 
 	// Frozen, the mappings are exact: a read that fails is an error.
 	c2 := newSelfCopier(t)
-	if _, err := c2.SyncFrozen([]image.VMA{all}); err == nil || !strings.Contains(err.Error(), "[test]") {
+	if _, err := c2.SyncFrozen([]image.VMA{all}, TrackingEnds); err == nil || !strings.Contains(err.Error(), "[test]") {
 		t.Errorf("frozen Sync with a stale mapping: err %v, want a read error naming the mapping", err)
 	}
 }

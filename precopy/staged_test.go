@@ -13,20 +13,94 @@ import (
 )
 
 // listTracker tracks everything and reports as written the ranges it is
-// given, once each.
-type listTracker struct{ written []Range }
+// given: once each by Written, which protects them again; every time by
+// Peek, which leaves them writable. It records the calls it gets.
+type listTracker struct {
+	written []Range
+	tracked []Range
+	calls   []string
+}
 
-func (l *listTracker) Track(start, end uint64) error { return nil }
+func (l *listTracker) Track(start, end uint64) error {
+	l.tracked = append(l.tracked, Range{start, end})
+	return nil
+}
 
 func (l *listTracker) Written(start, end uint64, buf []Range) ([]Range, error) {
+	l.calls = append(l.calls, "Written")
+	buf = l.report(start, end, buf)
+	l.written = nil
+	return buf, nil
+}
+
+func (l *listTracker) Peek(start, end uint64, buf []Range) ([]Range, error) {
+	l.calls = append(l.calls, "Peek")
+	return l.report(start, end, buf), nil
+}
+
+func (l *listTracker) report(start, end uint64, buf []Range) []Range {
 	buf = buf[:0]
 	for _, r := range l.written {
 		if r.Start >= start && r.End <= end {
 			buf = append(buf, r)
 		}
 	}
-	l.written = nil
-	return buf, nil
+	return buf
+}
+
+// TestFrozenSyncThen: the frozen Sync scans with Peek and copies a new
+// mapping without tracking it when the tracking ends with it; with Written,
+// tracking the new mapping, when a later checkpoint goes on from it.
+func TestFrozenSyncThen(t *testing.T) {
+	for _, tc := range []struct {
+		then        After
+		scan        string
+		trackedLate bool
+	}{{TrackingEnds, "Peek", false}, {TrackingGoesOn, "Written", true}} {
+		t.Run(tc.scan, func(t *testing.T) {
+			const n = 4
+			_, addr := mapPattern(t, n)
+			_, addr2 := mapPattern(t, n)
+			old := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[old]"}
+			fresh := image.VMA{Start: addr2, End: addr2 + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[new]"}
+			w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.Abort() })
+			tr := &listTracker{}
+			c, err := NewCopier(os.Getpid(), w, Buffers(), tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			if _, err := c.Sync([]image.VMA{old}); err != nil { // round 0
+				t.Fatal(err)
+			}
+			tr.calls, tr.tracked = nil, nil
+			tr.written = []Range{{addr + ps, addr + 2*ps}}
+			vmas := []image.VMA{old, fresh}
+			if fresh.Start < old.Start {
+				vmas = []image.VMA{fresh, old}
+			}
+			st, err := c.SyncFrozen(vmas, tc.then)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tr.calls) != 1 || tr.calls[0] != tc.scan {
+				t.Errorf("frozen Sync scanned with %v, want [%s]", tr.calls, tc.scan)
+			}
+			if got := len(tr.tracked) > 0; got != tc.trackedLate {
+				t.Errorf("new mapping tracked: %v (%v), want %v", got, tr.tracked, tc.trackedLate)
+			}
+			if st.DirtyPages != 1 || st.NewPages != n || st.Pages != 1+n {
+				t.Errorf("frozen Sync: %d dirty, %d new, %d copied; want 1, %d, %d", st.DirtyPages, st.NewPages, st.Pages, n, 1+n)
+			}
+			if err := c.WriteStaged(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
 
 // TestFrozenSyncStages: after pre-copy the frozen Sync only reads; the
@@ -61,7 +135,7 @@ func TestFrozenSyncStages(t *testing.T) {
 	fill(2, 0xa2)
 	fill(5, 0xa5)
 	tr.written = []Range{{addr + 2*ps, addr + 3*ps}, {addr + 5*ps, addr + 6*ps}}
-	st, err := c.SyncFrozen([]image.VMA{all})
+	st, err := c.SyncFrozen([]image.VMA{all}, TrackingGoesOn)
 	if err != nil {
 		t.Fatal(err)
 	}
