@@ -18,13 +18,16 @@
 // Scanner owns an open /proc/PID/pagemap. ScanWritten reports and re-protects
 // in one PAGEMAP_SCAN (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, category
 // and return mask PAGE_IS_WRITTEN), looping on walk_end over the range.
+// PeekWritten reports the same without protecting (no PM_SCAN_WP_MATCHING):
+// for the last scan of a tracking that ends, whose pages the release would
+// only unprotect again.
 //
 // # Invariants
 //
 //   - The dirty set is what PAGEMAP_SCAN reports. Page fault events (eBPF)
 //     are hints; they miss writes done by the kernel and through GUP.
 //   - A page of a registered range not reported by a scan has not been
-//     written since the last Protect or scan that covered it. This holds for
+//     written since the last Protect or ScanWritten that covered it. This holds for
 //     user stores, kernel copies (read(2) into the buffer), GUP writes
 //     (process_vm_writev, /proc/PID/mem, ptrace pokes) and MADV_DONTNEED or
 //     reclaimed MADV_FREE of anonymous memory (the page reads back zero),
