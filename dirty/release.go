@@ -18,7 +18,9 @@ import (
 // stall at the level of scheduling noise (10-30 ms here), for 1.2-1.6 s of
 // release per GiB with crbpf at nice 19; 8 MiB steps stalled it 65-110 ms
 // at crbpf's normal priority (docs/benchmarks.md, "Ending write
-// tracking").
+// tracking"). The target's total stall does not depend on the step (0.8-1.3
+// s per GiB there for 64 KiB to 64 MiB steps, paced or not); only how it
+// is spread does ("The gaps outside the freeze").
 const ReleaseChunk = 4 << 20
 
 // releasePause is the pause after a step that took d: long enough for the
