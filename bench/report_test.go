@@ -115,3 +115,25 @@ func TestDamon(t *testing.T) {
 		t.Errorf("damon() = %q, want %q", got, want)
 	}
 }
+
+func TestBaseWindow(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		size int
+		want time.Duration
+	}{
+		{nil, 1024, 4500 * time.Millisecond},
+		{nil, 256, 2625 * time.Millisecond},
+		{[]string{"-window", "3s"}, 4096, 3 * time.Second},
+		{[]string{"-incremental"}, 1024, time.Second},
+		{[]string{"-incremental", "-window", "2s"}, 1024, 2 * time.Second},
+	} {
+		c, err := parseConfig(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.baseWindow(tc.size); got != tc.want {
+			t.Errorf("%v: baseWindow(%d) = %v, want %v", tc.args, tc.size, got, tc.want)
+		}
+	}
+}
