@@ -58,6 +58,11 @@ type Options struct {
 	MaxDowntime time.Duration
 	// Progress, if set, is called after each pre-copy round.
 	Progress func(Round)
+	// Releasing, if set, is called once the target runs again and the
+	// paced removal of the write protection from tracked bytes of it
+	// begins (not when the tracking is kept or the target killed). The
+	// checkpoint returns when it is done: about a second per GiB.
+	Releasing func(tracked uint64)
 
 	// Telemetry, if set, is eBPF telemetry loaded by the caller (a daemon
 	// keeps it attached): Run adds the target to it and removes it again,
@@ -152,9 +157,13 @@ type Result struct {
 	PID    int
 	Freeze time.Duration // target stopped for the final copy (the downtime)
 	Total  time.Duration
-	Pages  uint64
-	Bytes  uint64
-	Killed bool
+	// Release is the paced removal of the write protection after the
+	// resume, part of Total (0 when the tracking was kept or the target
+	// killed).
+	Release time.Duration
+	Pages   uint64
+	Bytes   uint64
+	Killed  bool
 	// Mode is "precopy" or "full-freeze"; ModeReason says why when it is not
 	// what was asked for.
 	Mode       string
@@ -387,11 +396,15 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		keep = true
 		*o.Tracking = Tracking{pid: o.PID, crid: id, tracker: tracker, known: cp.Known(), Watched: o.Tracking.Watched}
 	} else if !o.Kill && tracker != nil {
+		if o.Releasing != nil {
+			o.Releasing(tracker.trackedBytes())
+		}
 		released := make(chan struct{})
 		go func() {
 			t0 := time.Now()
 			tracker.Close()
-			o.Log.Debug("write protection removed", "duration", time.Since(t0))
+			res.Release = time.Since(t0) // read after waitRelease
+			o.Log.Debug("write protection removed", "duration", res.Release)
 			close(released)
 		}()
 		waitRelease = func() { <-released }

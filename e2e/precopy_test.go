@@ -126,7 +126,9 @@ type precopyResult struct {
 	Killed     bool   `json:"killed"`
 	StopReason string `json:"stop_reason"`
 	FinalPages uint64 `json:"final_pages"`
-	Rounds     []struct {
+	// ReleaseSeconds: the paced removal of the protection after the resume.
+	ReleaseSeconds float64 `json:"release_seconds"`
+	Rounds         []struct {
 		Round      int    `json:"round"`
 		DirtyPages uint64 `json:"dirty_pages"`
 		NewPages   uint64 `json:"new_pages"`
@@ -171,6 +173,11 @@ func checkRounds(t *testing.T, pr precopyResult, ci churnInfo, max int, exact, k
 	}
 	if pr.StopReason == "" {
 		t.Errorf("no stop_reason")
+	}
+	// A live target has its protection removed, paced, before crbpf
+	// returns; a killed one has none left to remove.
+	if live := !killed; live != (pr.ReleaseSeconds > 0) {
+		t.Errorf("release_seconds %v with killed %v", pr.ReleaseSeconds, killed)
 	}
 	for i, r := range pr.Rounds {
 		if r.Round != i {

@@ -33,23 +33,26 @@ type roundOutput struct {
 }
 
 type checkpointOutput struct {
-	CRID          uint64        `json:"crid"`
-	Image         string        `json:"image"`
-	PID           int           `json:"pid"`
-	FreezeSeconds float64       `json:"freeze_seconds"`
-	TotalSeconds  float64       `json:"total_seconds"`
-	PagesWritten  uint64        `json:"pages_written"`
-	BytesWritten  uint64        `json:"bytes_written"`
-	Killed        bool          `json:"killed"`
-	Mode          string        `json:"mode"`
-	ModeReason    string        `json:"mode_reason,omitempty"`
-	Rounds        []roundOutput `json:"rounds,omitempty"`
-	StopReason    string        `json:"stop_reason,omitempty"`
-	FinalPages    uint64        `json:"final_pages"`
-	Telemetry     string        `json:"telemetry,omitempty"`
-	StateReused   bool          `json:"state_reused"`
-	Warnings      []string      `json:"warnings,omitempty"`
-	InMemory      bool          `json:"in_memory,omitempty"` // kept by the daemon (Image is empty)
+	CRID          uint64  `json:"crid"`
+	Image         string  `json:"image"`
+	PID           int     `json:"pid"`
+	FreezeSeconds float64 `json:"freeze_seconds"`
+	TotalSeconds  float64 `json:"total_seconds"`
+	// ReleaseSeconds: the paced removal of the write protection after the
+	// resume, part of total_seconds (absent when there was none).
+	ReleaseSeconds float64       `json:"release_seconds,omitempty"`
+	PagesWritten   uint64        `json:"pages_written"`
+	BytesWritten   uint64        `json:"bytes_written"`
+	Killed         bool          `json:"killed"`
+	Mode           string        `json:"mode"`
+	ModeReason     string        `json:"mode_reason,omitempty"`
+	Rounds         []roundOutput `json:"rounds,omitempty"`
+	StopReason     string        `json:"stop_reason,omitempty"`
+	FinalPages     uint64        `json:"final_pages"`
+	Telemetry      string        `json:"telemetry,omitempty"`
+	StateReused    bool          `json:"state_reused"`
+	Warnings       []string      `json:"warnings,omitempty"`
+	InMemory       bool          `json:"in_memory,omitempty"` // kept by the daemon (Image is empty)
 	// Incremental checkpoints: the parent's crid, how unchanged pages
 	// were found, pages taken from the parent and zero pages recorded.
 	ParentCRID     uint64 `json:"parent_crid,omitempty"`
@@ -206,6 +209,9 @@ the target is put back exactly as it was and keeps running.`,
 						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
 						float64(r.Bytes)/r.Duration.Seconds()/1e6, faults, r.PredictedFreeze.Round(time.Microsecond))
 				},
+				Releasing: func(tracked uint64) {
+					g.progress("pid %d resumed; removing write protection from %.1f MiB, paced so that it keeps running", pid, float64(tracked)/(1<<20))
+				},
 			})
 			g.recordMetrics(func(s *metrics.Set) {
 				if issued != 0 {
@@ -224,7 +230,7 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			abs, _ := filepath.Abs(res.Image)
 			o := checkpointOutput{CRID: res.CRID, Image: abs, PID: res.PID, FreezeSeconds: res.Freeze.Seconds(),
-				TotalSeconds: res.Total.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes,
+				TotalSeconds: res.Total.Seconds(), ReleaseSeconds: res.Release.Seconds(), PagesWritten: res.Pages, BytesWritten: res.Bytes,
 				Killed: res.Killed, Warnings: res.Warnings, Mode: res.Mode, ModeReason: res.ModeReason,
 				StopReason: res.StopReason, FinalPages: res.FinalDirtyPages,
 				Telemetry: res.Telemetry, StateReused: res.StateReused,
@@ -246,6 +252,9 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			if res.StopReason != "" {
 				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
+			}
+			if res.Release > 0 {
+				g.progress("write protection removed in %v", res.Release.Round(time.Millisecond))
 			}
 			if res.ParentCRID != 0 {
 				g.progress("incremental on parent crid %d (unchanged pages found by %s): %d pages stored, %d taken from the parent",
