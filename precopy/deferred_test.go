@@ -30,14 +30,16 @@ func mapPattern(t *testing.T, n int) ([]byte, uint64) {
 	return m, uint64(uintptr(unsafe.Pointer(&m[0])))
 }
 
-func newSelfCopier(t *testing.T) *Copier {
+// newSelfCopier is a Copier of this process into a temporary image, with
+// tracker tr (nil: none); both are closed when the test ends.
+func newSelfCopier(t *testing.T, tr Tracker) *Copier {
 	t.Helper()
 	w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Abort() })
-	c, err := NewCopier(os.Getpid(), w, [2][]byte{make([]byte, ChunkSize), make([]byte, ChunkSize)}, nil)
+	c, err := NewCopier(os.Getpid(), w, Buffers(), tr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := newSelfCopier(t)
+	c := newSelfCopier(t, nil)
 	st, err := c.Sync([]image.VMA{all}) // the mappings as they were
 	if err != nil {
 		t.Fatalf("running Sync failed on a part made unreadable: %v", err)
@@ -97,7 +99,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 	}
 
 	// Frozen, the mappings are exact: a read that fails is an error.
-	c2 := newSelfCopier(t)
+	c2 := newSelfCopier(t, nil)
 	if _, err := c2.SyncFrozen([]image.VMA{all}, TrackingEnds); err == nil || !strings.Contains(err.Error(), "[test]") {
 		t.Errorf("frozen Sync with a stale mapping: err %v, want a read error naming the mapping", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crbpf/crbpf/image"
-	"github.com/crbpf/crbpf/writer"
 )
 
 // TestFixFilePagesAdjacent: a private file mapping split in two mappings
@@ -44,16 +43,7 @@ func TestFixFilePagesAdjacent(t *testing.T) {
 	tail := image.VMA{Start: addr + 4*ps, End: addr + n*ps, Prot: unix.PROT_READ, Kind: image.KindFile, Name: path, Offset: 4 * ps}
 	vmas := []image.VMA{head, tail}
 
-	w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Abort() })
-	c, err := NewCopier(os.Getpid(), w, Buffers(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newSelfCopier(t, nil)
 	if _, err := c.Sync(vmas); err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,11 @@ package precopy
 
 import (
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/crbpf/crbpf/image"
-	"github.com/crbpf/crbpf/writer"
 )
 
 // listTracker tracks everything and reports as written the ranges it is
@@ -63,17 +60,8 @@ func TestFrozenSyncThen(t *testing.T) {
 			_, addr2 := mapPattern(t, n)
 			old := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[old]"}
 			fresh := image.VMA{Start: addr2, End: addr2 + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[new]"}
-			w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { w.Abort() })
 			tr := &listTracker{}
-			c, err := NewCopier(os.Getpid(), w, Buffers(), tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
+			c := newSelfCopier(t, tr)
 			if _, err := c.Sync([]image.VMA{old}); err != nil { // round 0
 				t.Fatal(err)
 			}
@@ -111,17 +99,8 @@ func TestFrozenSyncStages(t *testing.T) {
 	const n = 8
 	m, addr := mapPattern(t, n)
 	all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
-	w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Abort() })
 	tr := &listTracker{}
-	c, err := NewCopier(os.Getpid(), w, Buffers(), tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newSelfCopier(t, tr)
 	if _, err := c.Sync([]image.VMA{all}); err != nil { // round 0
 		t.Fatal(err)
 	}
