@@ -73,9 +73,9 @@ func ReadFD(pid, num int) (FD, error) {
 		return FD{}, wrapErr(pid, "read "+name, err)
 	}
 	info := "fdinfo/" + strconv.Itoa(num)
-	b, err := readPath(procPath(pid, info))
+	b, err := readFile(pid, info)
 	if err != nil {
-		return FD{}, wrapErr(pid, "read "+info, err)
+		return FD{}, err
 	}
 	fd, err := ParseFDInfo(bytes.NewReader(b))
 	if err != nil {

@@ -79,9 +79,9 @@ func (m Mapping) Path() string { return strings.TrimSuffix(m.Name, deletedSuffix
 // ReadMaps reads /proc/PID/maps. Mappings are in address order. The file is
 // read in several system calls; stop the target for a consistent result.
 func ReadMaps(pid int) ([]Mapping, error) {
-	b, err := readPath(procPath(pid, "maps"))
+	b, err := readFile(pid, "maps")
 	if err != nil {
-		return nil, wrapErr(pid, "read maps", err)
+		return nil, err
 	}
 	ms, err := ParseMaps(bytes.NewReader(b))
 	if err != nil {

@@ -61,9 +61,9 @@ func (t Timer) SigevNotify() int32 {
 
 // ReadTimers reads /proc/PID/timers (needs CONFIG_CHECKPOINT_RESTORE).
 func ReadTimers(pid int) ([]Timer, error) {
-	b, err := readPath(procPath(pid, "timers"))
+	b, err := readFile(pid, "timers")
 	if err != nil {
-		return nil, wrapErr(pid, "read timers", err)
+		return nil, err
 	}
 	ts, err := ParseTimers(bytes.NewReader(b))
 	if err != nil {
