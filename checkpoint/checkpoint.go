@@ -610,7 +610,6 @@ type ckpt struct {
 	warnings []string
 	s        *stopped // the final stop
 	steps    freezeSteps
-	boosted  bool // the final stop runs on the tracer thread alone, real-time
 	// kernelRelease and cmdline (informational) are read before the
 	// freeze, so that it does not pay for them.
 	kernelRelease string
@@ -661,7 +660,6 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	unboost := func() {}
 	if res.Mode == "precopy" {
 		unboost = sync.OnceFunc(sched.Boost())
-		c.boosted = true
 	}
 	c.steps.boost = s.held()
 	defer func() {
@@ -767,8 +765,8 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		c.steps.state = s.held()
 		return err
 	}
-	if c.boosted {
-		// After pre-copy all of it takes 1-2 ms, on this thread alone:
+	if res.Mode == "precopy" {
+		// After pre-copy all of it takes 1-2 ms, on this (boosted) thread alone:
 		// handing parts to other threads cost more in wakeups (0.5-4 ms
 		// here) than running them one after the other.
 		if err := errors.Join(regs(), mem(), proc()); err != nil {

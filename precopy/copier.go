@@ -128,7 +128,7 @@ type Copier struct {
 	untracked rangeSet // Track failed: copied whole every Sync
 	retry     rangeSet // unreadable while the target ran: copied whole by the next Sync
 	frozen    bool     // the target is stopped: a failed read is an error
-	ending    bool     // with frozen: the tracking ends after this Sync (TrackingEnds)
+	ending    bool     // set by SyncFrozen: the tracking ends after it (TrackingEnds)
 	log       []logEntry
 
 	bufs     [2][]byte
@@ -284,7 +284,7 @@ func (c *Copier) syncVMA(v *image.VMA) error {
 }
 
 func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
-	if c.tracker != nil && c.frozen && c.ending {
+	if c.tracker != nil && c.ending {
 		// Nothing will scan it again: copying it is enough.
 		c.known.add(r.Start, r.End)
 	} else if c.tracker != nil && trackable(v.Kind) {
@@ -308,7 +308,7 @@ func (c *Copier) scanCopy(v *image.VMA, r Range) error {
 	for start := r.Start; start < r.End; {
 		t0 := time.Now()
 		written := c.tracker.Written
-		if c.frozen && c.ending {
+		if c.ending {
 			written = c.tracker.Peek
 		}
 		got, err := written(start, r.End, c.scan)
