@@ -28,15 +28,19 @@
 // has no address space (a kernel thread or a zombie: auxv fails with ESRCH, the
 // exe link with ENOENT). Permission problems keep their fs.ErrPermission.
 //
-// Package procfs does not guard against pid reuse: a pid names whichever
-// process holds it when the file is opened.
+// A ReadX function does not guard against pid reuse: a pid names whichever
+// process holds it when the file is opened. A Dir does: it names the process
+// it was opened on.
 //
 // # Lifecycle
 //
-// The package holds no state and starts no goroutines. Every ReadX opens and
-// closes its own files. The one exception is ReadPagemapFile, which reads
-// from an *os.File the caller opened (OpenPagemap) and keeps owning and
-// closing. All functions are safe for concurrent use.
+// The package starts no goroutines. Every ReadX opens and closes its own
+// files; ReadPagemapFile reads from an *os.File the caller opened
+// (OpenPagemap) and keeps owning and closing. A Dir (OpenDir) is the one
+// holder of state: /proc/PID and the files it keeps open to read them again
+// cheaply, for a checkpoint that reads the same files in every round and
+// while the target is stopped; its Close releases them. All functions and
+// Dir methods are safe for concurrent use.
 //
 // # Known ambiguities in the kernel formats
 //
