@@ -203,9 +203,17 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every read of the target's /proc files from here on goes through one
+	// Dir: those of the freeze then cost a pread each, not an open, a path
+	// walk, a read and a close.
+	pd, err := procfs.OpenDir(o.PID)
+	if err != nil {
+		return nil, gone(o.PID, err)
+	}
+	defer pd.Close()
 	// A first look at mappings and files refuses unsupported targets before
 	// they are stopped; the authoritative read happens while frozen.
-	if err := precheck(o.PID, o.selfConn()); err != nil {
+	if err := precheck(pd, o.selfConn()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -240,7 +248,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err := w.Reserve(tgt.status.RssAnon + tgt.status.RssShmem); err != nil {
 		return nil, err
 	}
-	c := &ckpt{opts: o, crid: id, tgt: tgt, w: w, log: o.Log}
+	c := &ckpt{opts: o, crid: id, tgt: tgt, proc: pd, w: w, log: o.Log}
 	var rnd [16]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("checkpoint id: %w", err)
@@ -495,7 +503,7 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		vmas, err := readVMAs(pid)
+		vmas, err := readVMAs(c.proc)
 		if err != nil {
 			return err
 		}
@@ -566,15 +574,15 @@ func (c *ckpt) writeFaults() uint64 {
 }
 
 // precheck classifies mappings and fds without stopping the target.
-func precheck(pid int, self int) error {
-	vmas, err := readVMAs(pid)
+func precheck(pd *procfs.Dir, self int) error {
+	vmas, err := readVMAs(pd)
 	if err != nil {
 		return err
 	}
-	if err := checkSharedAnon(pid, vmas); err != nil {
+	if err := checkSharedAnon(pd.PID(), vmas); err != nil {
 		return err
 	}
-	_, err = collectFiles(pid, self)
+	_, err = collectFiles(pd, self)
 	return err
 }
 
@@ -604,6 +612,7 @@ type ckpt struct {
 	crid     uint64
 	id       string // random id of the checkpoint (image.Header.ID)
 	tgt      *target
+	proc     *procfs.Dir // the target's /proc directory
 	w        *writer.Writer
 	log      *slog.Logger
 	img      image.Image
@@ -708,7 +717,7 @@ func (c *ckpt) logFreeze(held time.Duration) {
 func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) error {
 	pid := c.opts.PID
 	s := c.s
-	status, err := procfs.ReadStatus(pid)
+	status, err := c.proc.Status()
 	if err != nil {
 		return err
 	}
@@ -737,7 +746,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	var st precopy.Stats
 	mem := func() error {
 		var err error
-		if img.VMAs, err = readVMAs(pid); err != nil {
+		if img.VMAs, err = readVMAs(c.proc); err != nil {
 			return err
 		}
 		c.steps.maps = s.held()
@@ -755,7 +764,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	proc := func() error {
 		err := c.collectProc(status, s.mask)
 		if err == nil {
-			img.Files, err = collectFiles(pid, c.opts.selfConn())
+			img.Files, err = collectFiles(c.proc, c.opts.selfConn())
 		}
 		c.steps.proc = s.held()
 		return err
@@ -801,36 +810,36 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 }
 
 func (c *ckpt) collectProc(status *procfs.Status, mask uint64) error {
-	pid := c.opts.PID
+	pid, pd := c.opts.PID, c.proc
 	img := &c.img
 	st := c.tgt.stat
 	var err error
 	img.MM = image.MM{StartCode: st.StartCode, EndCode: st.EndCode, StartData: st.StartData, EndData: st.EndData,
 		StartBrk: st.StartBrk, Brk: img.MM.Brk, StartStack: st.StartStack, ArgStart: st.ArgStart, ArgEnd: st.ArgEnd,
 		EnvStart: st.EnvStart, EnvEnd: st.EnvEnd}
-	if img.MM.Auxv, err = procfs.ReadAuxv(pid); err != nil {
+	if img.MM.Auxv, err = pd.Auxv(); err != nil {
 		return err
 	}
-	if img.MM.ExePath, err = procfs.ReadExe(pid); err != nil {
+	if img.MM.ExePath, err = pd.Exe(); err != nil {
 		return err
 	}
 	t := &img.Task
 	t.TID = pid
 	t.SigMask = mask
-	if t.Comm, err = procfs.ReadComm(pid); err != nil {
+	if t.Comm, err = pd.Comm(); err != nil {
 		return err
 	}
-	if t.Personality, err = procfs.ReadPersonality(pid); err != nil {
+	if t.Personality, err = pd.Personality(); err != nil {
 		return err
 	}
-	if t.Cwd, err = procfs.ReadCwd(pid); err != nil {
+	if t.Cwd, err = pd.Cwd(); err != nil {
 		return err
 	}
 	t.Umask = status.Umask
 	t.Creds = creds(status)
 	// From /proc: prlimit(2) on a process of another user needs
 	// CAP_SYS_RESOURCE, which root may lack (containers).
-	limits, err := procfs.ReadLimits(pid)
+	limits, err := pd.Limits()
 	if err != nil {
 		return err
 	}

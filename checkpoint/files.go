@@ -14,14 +14,14 @@ var ttyMajors = map[uint32]bool{4: true, 5: true, 136: true, 137: true, 138: tru
 
 // collectFiles reads the target's fd table and refuses what restart cannot
 // reopen.
-func collectFiles(pid int, self int) ([]image.File, error) {
-	fds, err := procfs.ReadFDs(pid)
+func collectFiles(pd *procfs.Dir, self int) ([]image.File, error) {
+	fds, err := pd.FDs()
 	if err != nil {
-		return nil, fmt.Errorf("read fds of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("read fds of pid %d: %w", pd.PID(), err)
 	}
 	out := make([]image.File, 0, len(fds))
 	for _, fd := range fds {
-		f, err := classifyFD(pid, fd, fd.Num == self)
+		f, err := classifyFD(pd, fd, fd.Num == self)
 		if err != nil {
 			return nil, err
 		}
@@ -30,14 +30,15 @@ func collectFiles(pid int, self int) ([]image.File, error) {
 	return out, nil
 }
 
-func classifyFD(pid int, fd procfs.FD, self bool) (image.File, error) {
+func classifyFD(pd *procfs.Dir, fd procfs.FD, self bool) (image.File, error) {
+	pid := pd.PID()
 	f := image.File{FD: fd.Num, Path: fd.Target, Flags: fd.Flags &^ unix.O_CLOEXEC, Cloexec: fd.Cloexec, Pos: fd.Pos}
 	what := fmt.Sprintf("fd %d (%s)", fd.Num, fd.Target)
 	unsupported := func(why string) (image.File, error) {
 		return image.File{}, &UnsupportedError{PID: pid, What: what, Why: why}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd.Num), &st); err != nil {
+	st, err := pd.StatFD(fd.Num)
+	if err != nil {
 		return unsupported(fmt.Sprintf("cannot stat it: %v", err))
 	}
 	f.Mode, f.Dev, f.Inode, f.Size = st.Mode, st.Dev, st.Ino, st.Size

@@ -103,12 +103,12 @@ func effectiveCaps() (uint64, error) {
 }
 
 // readVMAs reads /proc/PID/maps as image VMAs (without page data).
-func readVMAs(pid int) ([]image.VMA, error) {
-	maps, err := procfs.ReadMaps(pid)
+func readVMAs(pd *procfs.Dir) ([]image.VMA, error) {
+	maps, err := pd.Maps()
 	if err != nil {
-		return nil, gone(pid, err)
+		return nil, gone(pd.PID(), err)
 	}
-	return classifyVMAs(pid, maps)
+	return classifyVMAs(pd.PID(), maps)
 }
 
 // classifyVMAs turns /proc/PID/maps into image VMAs (without page data),

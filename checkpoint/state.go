@@ -83,7 +83,7 @@ func injectState(s *stopped, status *procfs.Status) (*injected, error) {
 // state-change count, after crbpf's own injected calls (which the count
 // includes) and before the target runs again.
 func (c *ckpt) snapshotState(s *stopped) error {
-	status, err := procfs.ReadStatus(s.pid)
+	status, err := c.proc.Status()
 	if err != nil {
 		return err
 	}
