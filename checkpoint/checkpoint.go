@@ -522,6 +522,12 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		}
 		rate := float64(st.Bytes) / st.Duration.Seconds()
 		if k == 0 {
+			// Collect round 0's garbage now: the next rounds and the freeze
+			// then allocate in pages already touched rather than in new
+			// ones, and a page's first touch costs 17 µs on this VM. With
+			// this and growStack, crbpf took 4 page faults in a median
+			// freeze instead of 8 (1 GiB target, 16 MiB/s).
+			runtime.GC()
 			rate0 = rate
 		}
 		if st.Bytes < 4<<20 || rate < rate0 {
@@ -657,10 +663,12 @@ func interruptedCall(r unix.PtraceRegs) restartCall {
 // Precondition: called on the tracer thread.
 func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err error) {
 	pid := c.opts.PID
+	growStack()
 	s, err := stop(pid)
 	if err != nil {
 		return err
 	}
+	faults := minorFaults()
 	c.s = s
 	// After pre-copy the freeze is short and all downtime: while the target
 	// is stopped the tracer thread, which does all of it, takes a CPU
@@ -685,6 +693,7 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	if !c.opts.Kill {
 		err = s.resume()
 	}
+	c.steps.faults = minorFaults() - faults
 	c.logFreeze(res.Freeze)
 	return err
 }
@@ -698,13 +707,14 @@ type freezeSteps struct {
 	state, proc   time.Duration // ptrace reads; /proc reads and fd table
 	copied        time.Duration // maps read, last scan and copy
 	copy          precopy.Stats
+	faults        int64 // crbpf's page faults from the stop to the resume
 }
 
 // logFreeze logs the final stop (held: how long, up to the resume) and
 // its steps.
 func (c *ckpt) logFreeze(held time.Duration) {
 	f := &c.steps
-	c.log.Debug("target stopped", "pid", c.opts.PID, "held", held)
+	c.log.Debug("target stopped", "pid", c.opts.PID, "held", held, "faults", f.faults)
 	c.log.Debug("freeze step", "step", "boost", "since_stop", f.boost)
 	c.log.Debug("freeze step", "step", "status", "since_stop", f.status)
 	c.log.Debug("freeze step", "step", "maps", "since_stop", f.maps)
@@ -904,4 +914,27 @@ func relHint(dir, parent string) (string, error) {
 		return "", err
 	}
 	return filepath.Rel(ad, ap)
+}
+
+// growStack grows the calling goroutine's stack beyond what a freeze
+// needs. Grown inside the freeze, it was copied to new pages twice there:
+// page faults (17 µs each on this VM) and the copy, 0.1-0.2 ms each time.
+// A collection shrinks stacks again, so it is called just before the stop.
+//
+//go:noinline
+func growStack() byte {
+	var b [64 << 10]byte
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b[len(b)/3]
+}
+
+// minorFaults is how many page faults crbpf has taken.
+func minorFaults() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Minflt
 }
