@@ -624,6 +624,7 @@ type ckpt struct {
 	img      image.Image
 	warnings []string
 	s        *stopped // the final stop
+	xsave    []byte   // receives the XSAVE area in the freeze
 	steps    freezeSteps
 	// kernelRelease and cmdline (informational) are read before the
 	// freeze, so that it does not pay for them.
@@ -663,7 +664,9 @@ func interruptedCall(r unix.PtraceRegs) restartCall {
 // Precondition: called on the tracer thread.
 func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err error) {
 	pid := c.opts.PID
+	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
+	c.xsave = touched(ptrace.MaxRegsetSize)
 	s, err := stop(pid)
 	if err != nil {
 		return err
@@ -780,7 +783,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	regs := func() error {
-		err := collectPtrace(s.task, &img.Task)
+		err := collectPtrace(s.task, &img.Task, c.xsave)
 		c.steps.state = s.held()
 		return err
 	}
@@ -928,6 +931,17 @@ func growStack() byte {
 		b[i] = byte(i)
 	}
 	return b[len(b)/3]
+}
+
+// touched returns n bytes whose pages have been written to: reading a
+// register set into a 64 KiB buffer allocated in the freeze faulted in up
+// to 7 new pages there.
+func touched(n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i < n; i += os.Getpagesize() {
+		b[i] = 1
+	}
+	return b
 }
 
 // minorFaults is how many page faults crbpf has taken.

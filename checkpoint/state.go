@@ -194,12 +194,13 @@ func collectInjected(in *ptrace.Injector, sc scratch, status *procfs.Status, t *
 
 // collectPtrace gathers what ptrace and plain syscalls report from outside.
 // Precondition: called on the tracer thread with the task stopped.
-func collectPtrace(task *ptrace.Task, t *image.Task) error {
-	xs, err := task.Regset(unix.NT_X86_XSTATE)
+// buf receives the XSAVE area (ptrace.MaxRegsetSize bytes).
+func collectPtrace(task *ptrace.Task, t *image.Task, buf []byte) error {
+	xs, err := task.Regset(unix.NT_X86_XSTATE, buf)
 	if err != nil {
 		return err
 	}
-	t.XState = xs
+	t.XState = append([]byte(nil), xs...)
 	if t.Pending, err = pending(task, false); err != nil {
 		return err
 	}

@@ -78,6 +78,20 @@ func TestInjectIntoSleeper(t *testing.T) {
 		if int64(regs.Rax) != -516 {
 			t.Errorf("sleeper stopped with rax %d, want -516 (ERESTART_RESTARTBLOCK)", int64(regs.Rax))
 		}
+		// The XSAVE area, read into a new buffer and into the caller's.
+		xs, err := task.Regset(unix.NT_X86_XSTATE, nil)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, ptrace.MaxRegsetSize)
+		xs2, err := task.Regset(unix.NT_X86_XSTATE, buf)
+		if err != nil {
+			return err
+		}
+		if len(xs) < 512+64 || !bytes.Equal(xs, xs2) || &xs2[0] != &buf[0] {
+			t.Errorf("XSAVE area of %d bytes, %d read into the caller's buffer (in it: %v); want the same, at least the legacy area and header",
+				len(xs), len(xs2), &xs2[0] == &buf[0])
+		}
 		ip := vdsoSyscall(t, pid)
 		in := &ptrace.Injector{Task: task, SyscallIP: ip, Base: regs}
 		got, err := in.Call("getpid", unix.SYS_GETPID)

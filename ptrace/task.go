@@ -23,13 +23,16 @@ const (
 	peekSiginfoShared   = 1      // PTRACE_PEEKSIGINFO_SHARED
 	ntPrstatus          = 1      // NT_PRSTATUS
 	siginfoSize         = 128
-	maxXStateSize       = 64 << 10
 	restartsys          = 512 // ERESTARTSYS
 	restartnointr       = 513 // ERESTARTNOINTR
 	restartnohand       = 514 // ERESTARTNOHAND
 	restartRestartblock = 516 // ERESTART_RESTARTBLOCK
 	sysRestartSyscall   = 219 // __NR_restart_syscall on x86_64
 )
+
+// MaxRegsetSize is the largest register set Regset reads: the x86 XSAVE
+// area is 2.7 KiB here, 11 KiB with AMX.
+const MaxRegsetSize = 64 << 10
 
 // Task is one thread under ptrace.
 type Task struct {
@@ -187,11 +190,16 @@ func (t *Task) SetRegs(r unix.PtraceRegs) error {
 	return ptraceErr("set regs", t.TID, unix.PtraceSetRegs(t.TID, &r))
 }
 
-// Regset reads a register set (PTRACE_GETREGSET), e.g. unix.NT_X86_XSTATE.
+// Regset reads a register set (PTRACE_GETREGSET), e.g. unix.NT_X86_XSTATE,
+// into buf and returns the part of buf the kernel filled. With a nil buf it
+// reads into a new buffer of MaxRegsetSize bytes; a caller that reads while
+// the task must not wait passes one it allocated (and touched) before.
 //
 // Precondition: called on the tracer thread.
-func (t *Task) Regset(nt int) ([]byte, error) {
-	buf := make([]byte, maxXStateSize)
+func (t *Task) Regset(nt int, buf []byte) ([]byte, error) {
+	if buf == nil {
+		buf = make([]byte, MaxRegsetSize)
+	}
 	iov := unix.Iovec{Base: &buf[0]}
 	iov.SetLen(len(buf))
 	if err := rawPtrace(reqGetRegset, t.TID, uintptr(nt), uintptr(unsafe.Pointer(&iov))); err != nil {
