@@ -211,9 +211,11 @@ func TestDirReadsAfresh(t *testing.T) {
 	if _, err := io.WriteString(sh.in, "exec "+sleep+" 60\n"); err != nil {
 		t.Fatal(err)
 	}
+	// Until the new program sleeps, its loader still maps things.
 	waitFor(t, "the exec", func() bool {
 		exe, err := d.Exe()
-		return err == nil && exe != exe0
+		st, serr := ReadStatus(pid)
+		return err == nil && exe != exe0 && serr == nil && st.State == 'S'
 	})
 	want, err := ReadMaps(pid)
 	if err != nil {
