@@ -58,6 +58,9 @@ type Options struct {
 	MaxDowntime time.Duration
 	// Progress, if set, is called after each pre-copy round.
 	Progress func(Round)
+	// PrecopyEnded, if set, is called when pre-copy ends, with the number
+	// of rounds and why (Result.StopReason), before the final stop.
+	PrecopyEnded func(rounds int, reason string)
 	// Releasing, if set, is called once the target runs again and the
 	// paced removal of the write protection from tracked bytes of it
 	// begins (not when the tracking is kept or the target killed). The
@@ -562,6 +565,9 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 			res.StopReason = fmt.Sprintf("the dirty set stopped shrinking (%d then %d pages)", res.Rounds[k-1].DirtyPages, r.DirtyPages)
 		default:
 			continue
+		}
+		if c.opts.PrecopyEnded != nil {
+			c.opts.PrecopyEnded(len(res.Rounds), res.StopReason)
 		}
 		return nil
 	}

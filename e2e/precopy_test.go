@@ -154,7 +154,33 @@ func precopyCheckpoint(t *testing.T, pid int, img string, flags ...string) (chec
 	if err := json.Unmarshal([]byte(stdout), &pr); err != nil {
 		t.Fatalf("checkpoint --json: %v\n%s", err, stdout)
 	}
+	if pr.Mode == "precopy" {
+		checkEndedLine(t, strings.Split(stderr, "\n"), pr)
+	}
 	return cr, pr
+}
+
+// checkEndedLine checks that stderr says why pre-copy ended when it did:
+// after the last round's line, before the line saying the target runs
+// again.
+func checkEndedLine(t *testing.T, lines []string, pr precopyResult) {
+	t.Helper()
+	want := fmt.Sprintf("pre-copy ended after %d rounds: %s", len(pr.Rounds), pr.StopReason)
+	ended, lastRound, resumed := -1, -1, -1
+	for i, l := range lines {
+		switch {
+		case l == want:
+			ended = i
+		case strings.HasPrefix(l, "round "):
+			lastRound = i
+		case strings.Contains(l, " resumed; ") && resumed < 0:
+			resumed = i
+		}
+	}
+	if ended < 0 || ended < lastRound || resumed >= 0 && resumed < ended {
+		t.Errorf("stderr: want %q after the last round line (%d) and before the resume (%d), found at %d:\n%s",
+			want, lastRound, resumed, ended, strings.Join(lines, "\n"))
+	}
 }
 
 // checkRounds checks the pre-copy report of a checkpoint of churn with at

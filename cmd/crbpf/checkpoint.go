@@ -209,6 +209,9 @@ the target is put back exactly as it was and keeps running.`,
 						r.Index, r.DirtyPages, r.NewPages, r.Bytes, r.Duration.Round(time.Microsecond),
 						float64(r.Bytes)/r.Duration.Seconds()/1e6, faults, r.PredictedFreeze.Round(time.Microsecond))
 				},
+				PrecopyEnded: func(rounds int, reason string) {
+					g.progress("pre-copy ended after %d rounds: %s", rounds, reason)
+				},
 				Releasing: func(tracked uint64) {
 					g.progress("pid %d resumed; removing write protection from %.1f MiB, paced so that it keeps running", pid, float64(tracked)/(1<<20))
 				},
@@ -249,9 +252,6 @@ the target is put back exactly as it was and keeps running.`,
 			}
 			if strings.HasPrefix(res.Telemetry, "reduced") || strings.Contains(res.Telemetry, "without") {
 				g.progress("telemetry %s", res.Telemetry)
-			}
-			if res.StopReason != "" {
-				g.progress("pre-copy ended after %d rounds: %s", len(res.Rounds), res.StopReason)
 			}
 			if res.Release > 0 {
 				g.progress("write protection removed in %v", res.Release.Round(time.Millisecond))
