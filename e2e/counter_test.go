@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"testing"
@@ -40,18 +41,40 @@ func expectCount(t *testing.T, r *testutil.Target, n int64) {
 
 // TestCounterKillRestart: checkpoint --kill, then restart in the
 // foreground: the restored process continues exactly after the original's
-// last line, on crbpf's stdout, with the original PID; SIGTERM to crbpf is
-// forwarded and crbpf exits 128+15.
+// last line, on crbpf's stdout, with the original PID, and holds only the
+// original's fds 0-2 although crbpf restart inherited one more; SIGTERM to
+// crbpf is forwarded and crbpf exits 128+15.
 func TestCounterKillRestart(t *testing.T) {
 	testutil.RequireRoot(t)
 	img, origPID, last := killedCounter(t)
 
-	r := testutil.StartCrbpf(t, "restart", img)
+	// crbpf restart gets fd 20 without close-on-exec, as from a shell or a
+	// CI runner: the restored process must not. (Not fd 3: the restore
+	// stub's page file takes fds from 3 and would replace it.)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	cmd := testutil.CrbpfCmd(t, "restart", img)
+	cmd.ExtraFiles = make([]*os.File, 18)
+	cmd.ExtraFiles[17] = pw
+	r := testutil.StartCmd(t, cmd)
 	expectCount(t, r, last+1)
 	expectCount(t, r, last+2)
 	pid := restoredPID(t, r, "counter")
 	if pid != origPID {
 		t.Errorf("restored as pid %d, want the original pid %d (it was free)", pid, origPID)
+	}
+	fds, err := testutil.Fds(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fd, link := range fds {
+		if fd > 2 {
+			t.Errorf("restored process has fd %d (%s); counter had only fds 0-2", fd, link)
+		}
 	}
 	r.WaitLine(t, fmt.Sprintf("COUNT %d", last+10), timeout)
 	numbered(t, "COUNT", r.Lines(), last+1)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/crbpf/crbpf/image"
@@ -298,8 +299,17 @@ func (r *restorer) restorePending() error {
 
 // restoreFiles rebuilds the fd table: the page file is closed, stdio fds
 // stay the restarter's, fds named in Options.Inherit become the given files,
-// every other fd is reopened by path with its flags and offset.
+// every other fd is reopened by path with its flags and offset, and nothing
+// else is left open.
 func (r *restorer) restoreFiles() error {
+	// Fds the restarter itself inherited without close-on-exec (a shell's,
+	// a harness's pipe) went through exec into the stub: the restored
+	// process must not hold them, nor keep a pipe's other end from seeing
+	// EOF.
+	first := uint64(pagesFD + r.npages + len(r.inherited))
+	if _, err := r.call("close_range", unix.SYS_CLOSE_RANGE, first, math.MaxUint32, 0); err != nil {
+		return err
+	}
 	for k := range r.npages {
 		if err := r.closeInChild(uint64(pagesFD + k)); err != nil {
 			return err
