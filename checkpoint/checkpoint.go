@@ -673,11 +673,11 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
 	c.xsave = touched(ptrace.MaxRegsetSize)
+	faults := minorFaults() // before the stop: not a syscall more inside it
 	s, err := stop(pid)
 	if err != nil {
 		return err
 	}
-	faults := minorFaults()
 	c.s = s
 	// After pre-copy the freeze is short and all downtime: while the target
 	// is stopped the tracer thread, which does all of it, takes a CPU
@@ -716,7 +716,7 @@ type freezeSteps struct {
 	state, proc   time.Duration // ptrace reads; /proc reads and fd table
 	copied        time.Duration // maps read, last scan and copy
 	copy          precopy.Stats
-	faults        int64 // crbpf's page faults from the stop to the resume
+	faults        int64 // crbpf's page faults from just before the stop to the resume
 }
 
 // logFreeze logs the final stop (held: how long, up to the resume) and
