@@ -207,8 +207,8 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		return nil, err
 	}
 	// Every read of the target's /proc files from here on goes through one
-	// Dir: those of the freeze then cost a pread each, not an open, a path
-	// walk, a read and a close.
+	// Dir: in the freeze most of them then cost a pread of a file kept
+	// open, none a path walk from /proc or a new buffer.
 	pd, err := procfs.OpenDir(o.PID)
 	if err != nil {
 		return nil, gone(o.PID, err)
