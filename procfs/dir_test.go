@@ -71,41 +71,32 @@ func TestDirMatchesReadX(t *testing.T) {
 	if d.PID() != pid {
 		t.Errorf("PID() = %d, want %d", d.PID(), pid)
 	}
+	reads := []struct {
+		what       string
+		dir, readX func() (any, error)
+	}{
+		{"maps", asAny(d.Maps), withPID(ReadMaps, pid)},
+		{"auxv", asAny(d.Auxv), withPID(ReadAuxv, pid)},
+		{"comm", asAny(d.Comm), withPID(ReadComm, pid)},
+		{"personality", asAny(d.Personality), withPID(ReadPersonality, pid)},
+		{"limits", asAny(d.Limits), withPID(ReadLimits, pid)},
+		{"cwd", asAny(d.Cwd), withPID(ReadCwd, pid)},
+		{"exe", asAny(d.Exe), withPID(ReadExe, pid)},
+		{"fds", asAny(d.FDs), withPID(ReadFDs, pid)},
+	}
 	for round := range 3 { // the second and third reuse held descriptors
-		same := func(what string, got, want any, gotErr, wantErr error) {
-			t.Helper()
+		for _, r := range reads {
+			got, gotErr := r.dir()
+			want, wantErr := r.readX()
 			if gotErr != nil || wantErr != nil || !reflect.DeepEqual(got, want) {
-				t.Errorf("round %d, %s: Dir gave %v (%v), ReadX %v (%v)", round, what, got, gotErr, want, wantErr)
+				t.Errorf("round %d, %s: Dir gave %v (%v), ReadX %v (%v)", round, r.what, got, gotErr, want, wantErr)
 			}
 		}
-		g1, e1 := d.Maps()
-		w1, f1 := ReadMaps(pid)
-		same("maps", g1, w1, e1, f1)
-		g2, e2 := d.Auxv()
-		w2, f2 := ReadAuxv(pid)
-		same("auxv", g2, w2, e2, f2)
-		g3, e3 := d.Comm()
-		w3, f3 := ReadComm(pid)
-		same("comm", g3, w3, e3, f3)
-		g4, e4 := d.Personality()
-		w4, f4 := ReadPersonality(pid)
-		same("personality", g4, w4, e4, f4)
-		g5, e5 := d.Limits()
-		w5, f5 := ReadLimits(pid)
-		same("limits", g5, w5, e5, f5)
-		g6, e6 := d.Cwd()
-		w6, f6 := ReadCwd(pid)
-		same("cwd", g6, w6, e6, f6)
-		g7, e7 := d.Exe()
-		w7, f7 := ReadExe(pid)
-		same("exe", g7, w7, e7, f7)
-		g8, e8 := d.FDs()
-		w8, f8 := ReadFDs(pid)
-		same("fds", g8, w8, e8, f8)
-		g9, e9 := d.Status()
-		w9, f9 := ReadStatus(pid)
-		if e9 != nil || f9 != nil || g9.Name != w9.Name || g9.Pid != w9.Pid || g9.SigCgt != w9.SigCgt || g9.Umask != w9.Umask {
-			t.Errorf("round %d, status: Dir gave %+v (%v), ReadStatus %+v (%v)", round, g9, e9, w9, f9)
+		// status: only fields that do not move while sh waits.
+		got, gotErr := d.Status()
+		want, wantErr := ReadStatus(pid)
+		if gotErr != nil || wantErr != nil || got.Name != want.Name || got.Pid != want.Pid || got.SigCgt != want.SigCgt || got.Umask != want.Umask {
+			t.Errorf("round %d, status: Dir gave %+v (%v), ReadStatus %+v (%v)", round, got, gotErr, want, wantErr)
 		}
 	}
 }
@@ -279,6 +270,15 @@ func TestDirProcessGone(t *testing.T) {
 	if _, err := OpenDir(pid); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("OpenDir of an exited process: %v; want ErrNoProcess", err)
 	}
+}
+
+// asAny and withPID make Dir methods and ReadX functions one type.
+func asAny[T any](read func() (T, error)) func() (any, error) {
+	return func() (any, error) { return read() }
+}
+
+func withPID[T any](read func(int) (T, error), pid int) func() (any, error) {
+	return func() (any, error) { return read(pid) }
 }
 
 func mapsNames(ms []Mapping) string {
