@@ -70,6 +70,21 @@ struct event {
 };
 
 /*
+ * What the sys_enter and sys_exit programs do for one syscall number: the
+ * read-only table syscall_classes in track.c, indexed by number, which the
+ * loader fills from the architecture's syscall numbers before loading. A
+ * zeroed entry (every syscall but the dozen of interest) returns at once.
+ */
+#define SYSCALL_TABLE 1024
+
+struct syscall_class {
+	__u8 enter; /* enum event_kind emitted at entry, 0 for none */
+	__u8 nargs; /* syscall arguments the entry event carries (addr, len, arg0..arg2) */
+	__u8 exit;  /* enum event_kind emitted at exit with the result, 0 for none */
+	__u8 state; /* 1: a task state change (counted in the process's `targets` value) */
+};
+
+/*
  * Counters, the single value of the per-CPU array `counters`; user space sums
  * the CPUs. Only tracked tgids (keys of `targets`) are counted.
  */

@@ -122,3 +122,52 @@ func BenchmarkWriteFault(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSyscall measures what a loaded Tracker adds to a syscall that is
+// none of the dozen it looks at (getppid; the sys_enter and sys_exit
+// programs run on every syscall of every process while loaded), and to one
+// it looks at (brk(0): an event at entry and at exit, and a state change):
+//
+//	none        no tracker loaded
+//	untracked   tracker loaded, this process not added (what every other
+//	            process on the host pays)
+//	tracked     this process added
+//
+// Run with
+//
+//	go test -run '^$' -bench Syscall ./loader/
+func BenchmarkSyscall(b *testing.B) {
+	testutil.RequireRoot(b)
+	for _, call := range []struct {
+		name string
+		nr   uintptr
+	}{{"getppid", unix.SYS_GETPPID}, {"brk", unix.SYS_BRK}} {
+		for _, state := range []string{"none", "untracked", "tracked"} {
+			b.Run(call.name+"/"+state, func(b *testing.B) {
+				if state != "none" {
+					tr := load(b, Options{})
+					if state == "tracked" {
+						if err := tr.Add(unix.Getpid()); err != nil {
+							b.Fatal(err)
+						}
+						stop := make(chan struct{})
+						defer close(stop)
+						go func() { // keep the ring buffer from filling up
+							for {
+								select {
+								case <-stop:
+									return
+								case <-time.After(10 * time.Millisecond):
+									tr.Poll(func(Event) {})
+								}
+							}
+						}()
+					}
+				}
+				for b.Loop() {
+					unix.RawSyscall(call.nr, 0, 0, 0)
+				}
+			})
+		}
+	}
+}

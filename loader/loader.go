@@ -9,24 +9,27 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// ErrNotSupported: this kernel cannot run the tracker (no BPF syscall, no
-// tracepoint programs or ring buffers, no kernel BTF for CO-RE, no tracefs or
-// no syscall tracepoints). Pre-copy still works without it: the dirty set
+// ErrNotSupported: this kernel (or architecture) cannot run the tracker (no
+// BPF syscall, no tp_btf programs or ring buffers, no kernel BTF, no
+// raw_syscalls tracepoints, or an architecture other than x86-64). Pre-copy still works without it: the dirty set
 // comes from PAGEMAP_SCAN; only the live telemetry is lost.
 var ErrNotSupported = errors.New("eBPF write-tracking telemetry not supported")
+
+// syscallTable is SYSCALL_TABLE of bpf/track.h: the entries of
+// syscall_classes (Load fails if the sizes disagree).
+const syscallTable = 1024
 
 // DefaultRingbufSize is the ring buffer size when Options.RingbufSize is 0:
 // 64 MiB drained every 10-20 ms lost no event at ~1 M events/s, where 1 MiB
@@ -42,8 +45,8 @@ type Options struct {
 	// RingbufSize is the ring buffer size in bytes: a power of two and a
 	// multiple of the page size. 0 means DefaultRingbufSize.
 	RingbufSize int
-	// Logger receives what Load decided on its own (mounting tracefs,
-	// running without fault tracepoints). Nil discards it.
+	// Logger receives what Load decided on its own (running without fault
+	// tracepoints). Nil discards it.
 	Logger *slog.Logger
 }
 
@@ -137,11 +140,8 @@ type Tracker struct {
 
 // Load loads the BPF collection, removes the programs it will not attach
 // (the page-fault programs where exceptions:page_fault_* do not exist: any
-// architecture but x86), attaches the rest to their tracepoints and opens
-// the ring buffer. No process is tracked until Add.
-//
-// Tracepoint links need tracefs: when none is mounted, Load mounts one at
-// /sys/kernel/tracing in the caller's mount namespace and leaves it there.
+// architecture but x86), attaches the rest to their raw tracepoints and
+// opens the ring buffer. No process is tracked until Add.
 //
 // A verifier rejection returns an error whose text is the whole verifier
 // log. An error wrapping ErrNotSupported means the kernel cannot do this at
@@ -159,6 +159,10 @@ func Load(opts Options) (_ *Tracker, err error) {
 	if size < os.Getpagesize() || size&(size-1) != 0 || size > 1<<30 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two between the page size and 1 GiB", size)
 	}
+	classes, err := syscallClasses()
+	if err != nil {
+		return nil, err
+	}
 
 	if err := probe(); err != nil {
 		return nil, err
@@ -168,68 +172,45 @@ func Load(opts Options) (_ *Tracker, err error) {
 	// still succeed, so keep the error for a failed load's message.
 	memlockErr := rlimit.RemoveMemlock()
 
-	tracefs, mounted, err := ensureTracefs()
-	if err != nil {
-		return nil, fmt.Errorf("load write-tracking telemetry: %w", err)
-	}
-	if mounted {
-		log.Info("mounted tracefs for tracepoint links", "path", tracefs)
-	}
-
 	spec, err := loadSpec()
 	if err != nil {
 		return nil, err
 	}
-	faults := true
-	for name, ps := range spec.Programs {
-		group, tp, err := tracepointOf(ps)
-		if err != nil {
-			return nil, err
-		}
-		if haveTracepoint(tracefs, group, tp) {
-			continue
-		}
-		if name != trackProgPageFaultUser && name != trackProgPageFaultKernel {
-			return nil, fmt.Errorf("tracepoint %s:%s not found in %s/events (kernel without CONFIG_FTRACE_SYSCALLS?): %w",
-				group, tp, tracefs, ErrNotSupported)
-		}
-		faults = false
-	}
-	if runtime.GOARCH != "amd64" && runtime.GOARCH != "386" {
-		faults = false // error_code bit 1 means "write" on x86 only
-	}
-	if !faults {
-		delete(spec.Programs, trackProgPageFaultUser)
-		delete(spec.Programs, trackProgPageFaultKernel)
-		log.Info("exceptions:page_fault_* tracepoints unavailable: counting no write faults (reduced telemetry)",
-			"arch", runtime.GOARCH)
-	}
-
 	spec.Maps[trackMapEvents].MaxEntries = uint32(size)
 	if opts.EmitFaultEvents {
 		if err := spec.Variables[trackVarEmitFaults].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("set emit_faults: %w", err)
 		}
 	}
+	if err := spec.Variables[trackVarSyscallClasses].Set(classes); err != nil {
+		return nil, fmt.Errorf("set syscall_classes: %w", err)
+	}
 
-	// LoadAndAssign rather than NewCollection: it loads only what the struct
-	// names, and it does not memory-map .rodata for Variables (a mapping
-	// that Close could not release; only the garbage collector would).
+	// exceptions:page_fault_* exist on x86 only (and error_code bit 1
+	// means "write" there only): elsewhere, or where loading them fails as
+	// unsupported (no such tracepoint in the kernel's BTF), the fault
+	// programs are left out; if the rest fails the same way, so does Load.
+	faults := runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
 	t := &Tracker{faults: faults}
 	if faults {
-		err = spec.LoadAndAssign(&t.objs, nil)
-	} else {
-		err = spec.LoadAndAssign(&struct {
-			*trackMaps
-			*syscallPrograms
-		}{&t.objs.trackMaps, &t.objs.syscallPrograms}, nil)
+		err = t.load(spec, true)
+		// cilium/ebpf reports a tracepoint missing from the kernel's BTF
+		// as not supported.
+		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) {
+			t.faults = false
+		}
+	}
+	if !t.faults {
+		log.Info("exceptions:page_fault_* tracepoints unavailable: counting no write faults (reduced telemetry)",
+			"arch", runtime.GOARCH, "err", err)
+		err = t.load(spec, false)
 	}
 	if err != nil {
 		var ve *ebpf.VerifierError
 		switch {
 		case errors.As(err, &ve):
 			return nil, fmt.Errorf("load write-tracking programs: %w\nwhole verifier log: %+v", err, ve)
-		case errors.Is(err, ebpf.ErrNotSupported):
+		case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, btf.ErrNotFound):
 			return nil, fmt.Errorf("load write-tracking programs: %w: %w", ErrNotSupported, err)
 		case errors.Is(err, os.ErrPermission) && memlockErr != nil:
 			return nil, fmt.Errorf("load write-tracking programs: %w (and raising RLIMIT_MEMLOCK failed: %v)", err, memlockErr)
@@ -246,10 +227,9 @@ func Load(opts Options) (_ *Tracker, err error) {
 		if p.prog == nil {
 			continue // pruned
 		}
-		group, tp, _ := tracepointOf(spec.Programs[p.name])
-		l, err := link.Tracepoint(group, tp, p.prog, nil)
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
-			return nil, fmt.Errorf("attach %s to tracepoint %s:%s: %w", p.name, group, tp, err)
+			return nil, fmt.Errorf("attach %s to tracepoint %s: %w", p.name, spec.Programs[p.name].AttachTo, err)
 		}
 		t.links = append(t.links, l)
 	}
@@ -264,11 +244,23 @@ func Load(opts Options) (_ *Tracker, err error) {
 	return t, nil
 }
 
-// haveTracepoint and loadSpec are replaced by tests.
-var (
-	haveTracepoint = tracepointExists
-	loadSpec       = loadTrack
-)
+// loadSpec is replaced by tests.
+var loadSpec = loadTrack
+
+// load loads the maps and programs of spec into t.objs, the fault programs
+// only with faults. LoadAndAssign rather than NewCollection: it loads only
+// what the struct names, and it does not memory-map .rodata for Variables
+// (a mapping that Close could not release; only the garbage collector
+// would).
+func (t *Tracker) load(spec *ebpf.CollectionSpec, faults bool) error {
+	if faults {
+		return spec.LoadAndAssign(&t.objs, nil)
+	}
+	return spec.LoadAndAssign(&struct {
+		*trackMaps
+		*syscallPrograms
+	}{&t.objs.trackMaps, &t.objs.syscallPrograms}, nil)
+}
 
 // objects are the loaded maps and programs. Tags name the objects of
 // bpf/track.c; the program sets are split so that Load can leave out the
@@ -280,26 +272,8 @@ type objects struct {
 }
 
 type syscallPrograms struct {
-	SysEnterMmap     *ebpf.Program `ebpf:"sys_enter_mmap"`
-	SysExitMmap      *ebpf.Program `ebpf:"sys_exit_mmap"`
-	SysEnterMunmap   *ebpf.Program `ebpf:"sys_enter_munmap"`
-	SysEnterMremap   *ebpf.Program `ebpf:"sys_enter_mremap"`
-	SysExitMremap    *ebpf.Program `ebpf:"sys_exit_mremap"`
-	SysEnterBrk      *ebpf.Program `ebpf:"sys_enter_brk"`
-	SysExitBrk       *ebpf.Program `ebpf:"sys_exit_brk"`
-	SysEnterMprotect *ebpf.Program `ebpf:"sys_enter_mprotect"`
-	SysEnterMadvise  *ebpf.Program `ebpf:"sys_enter_madvise"`
-
-	SysEnterRtSigaction   *ebpf.Program `ebpf:"sys_enter_rt_sigaction"`
-	SysEnterSigaltstack   *ebpf.Program `ebpf:"sys_enter_sigaltstack"`
-	SysEnterSetitimer     *ebpf.Program `ebpf:"sys_enter_setitimer"`
-	SysEnterAlarm         *ebpf.Program `ebpf:"sys_enter_alarm"`
-	SysEnterTimerCreate   *ebpf.Program `ebpf:"sys_enter_timer_create"`
-	SysEnterTimerSettime  *ebpf.Program `ebpf:"sys_enter_timer_settime"`
-	SysEnterTimerDelete   *ebpf.Program `ebpf:"sys_enter_timer_delete"`
-	SysEnterSetTidAddress *ebpf.Program `ebpf:"sys_enter_set_tid_address"`
-	SysEnterExecve        *ebpf.Program `ebpf:"sys_enter_execve"`
-	SysEnterExecveat      *ebpf.Program `ebpf:"sys_enter_execveat"`
+	SysEnter *ebpf.Program `ebpf:"sys_enter"`
+	SysExit  *ebpf.Program `ebpf:"sys_exit"`
 }
 
 // faultPrograms are attached only where the exceptions tracepoints exist
@@ -317,25 +291,8 @@ type namedProgram struct {
 // programs lists every program in attach order.
 func (o *objects) programs() []namedProgram {
 	return []namedProgram{
-		{trackProgSysEnterMmap, o.SysEnterMmap},
-		{trackProgSysExitMmap, o.SysExitMmap},
-		{trackProgSysEnterMunmap, o.SysEnterMunmap},
-		{trackProgSysEnterMremap, o.SysEnterMremap},
-		{trackProgSysExitMremap, o.SysExitMremap},
-		{trackProgSysEnterBrk, o.SysEnterBrk},
-		{trackProgSysExitBrk, o.SysExitBrk},
-		{trackProgSysEnterMprotect, o.SysEnterMprotect},
-		{trackProgSysEnterMadvise, o.SysEnterMadvise},
-		{trackProgSysEnterRtSigaction, o.SysEnterRtSigaction},
-		{trackProgSysEnterSigaltstack, o.SysEnterSigaltstack},
-		{trackProgSysEnterSetitimer, o.SysEnterSetitimer},
-		{trackProgSysEnterAlarm, o.SysEnterAlarm},
-		{trackProgSysEnterTimerCreate, o.SysEnterTimerCreate},
-		{trackProgSysEnterTimerSettime, o.SysEnterTimerSettime},
-		{trackProgSysEnterTimerDelete, o.SysEnterTimerDelete},
-		{trackProgSysEnterSetTidAddress, o.SysEnterSetTidAddress},
-		{trackProgSysEnterExecve, o.SysEnterExecve},
-		{trackProgSysEnterExecveat, o.SysEnterExecveat},
+		{trackProgSysEnter, o.SysEnter},
+		{trackProgSysExit, o.SysExit},
 		{trackProgPageFaultUser, o.PageFaultUser},
 		{trackProgPageFaultKernel, o.PageFaultKernel},
 	}
@@ -358,20 +315,14 @@ func (o *objects) close() error {
 	return errors.Join(errs...)
 }
 
-// tracepointOf splits a "tracepoint/GROUP/NAME" section name.
-func tracepointOf(ps *ebpf.ProgramSpec) (group, name string, err error) {
-	parts := strings.Split(ps.SectionName, "/")
-	if len(parts) != 3 || parts[0] != "tracepoint" {
-		return "", "", fmt.Errorf("program %s: section %q is not tracepoint/GROUP/NAME", ps.Name, ps.SectionName)
-	}
-	return parts[1], parts[2], nil
-}
-
 // probe checks that the kernel has what the programs need.
 func probe() error {
 	for what, err := range map[string]error{
-		"tracepoint programs": features.HaveProgramType(ebpf.TracePoint),
-		"ring buffer maps":    features.HaveMapType(ebpf.RingBuf),
+		// Tracing programs (tp_btf) are not probed: cilium/ebpf's probe
+		// attaches to a kernel function (fentry), refused on kernels that
+		// run tp_btf programs fine. The BTF lookup of each tracepoint and
+		// the load itself tell instead.
+		"ring buffer maps": features.HaveMapType(ebpf.RingBuf),
 	} {
 		switch {
 		case err == nil:
@@ -475,19 +426,15 @@ func (t *Tracker) FaultTelemetry() bool { return t.faults }
 // frees the maps and programs. It returns the first errors it met, joined.
 // The Tracker must not be used afterwards; a second Close returns nil.
 func (t *Tracker) Close() error {
-	// Detaching a tracepoint program waits for an RCU grace period (45-70
-	// ms each here, over 1 s for all of them one after the other): detach
-	// them all at once so that the waits overlap.
+	// A raw tracepoint link is detached at once (about 1 ms here); the
+	// kernel frees the old probe array after a grace period without making
+	// the caller wait for it.
 	errs := make([]error, len(t.links)+2)
-	var wg sync.WaitGroup
 	for i, l := range t.links {
-		wg.Go(func() {
-			if err := l.Close(); err != nil {
-				errs[i] = fmt.Errorf("detach: %w", err)
-			}
-		})
+		if err := l.Close(); err != nil {
+			errs[i] = fmt.Errorf("detach: %w", err)
+		}
 	}
-	wg.Wait()
 	t.links = nil
 	if t.reader != nil {
 		if err := t.reader.Close(); err != nil {

@@ -394,13 +394,20 @@ func TestCloseDetachesEverything(t *testing.T) {
 }
 
 // Where the exceptions tracepoints are missing (any architecture but x86),
-// Load leaves the fault programs out and the rest still works.
+// Load leaves the fault programs out and the rest still works. Here the
+// fault programs ask for tracepoints no kernel has.
 func TestWithoutFaultTracepoints(t *testing.T) {
 	testutil.RequireRoot(t)
-	haveTracepoint = func(dir, group, name string) bool {
-		return group != "exceptions" && tracepointExists(dir, group, name)
+	loadSpec = func() (*ebpf.CollectionSpec, error) {
+		spec, err := loadTrack()
+		if err != nil {
+			return nil, err
+		}
+		spec.Programs[trackProgPageFaultUser].AttachTo = "crbpf_no_such_tracepoint"
+		spec.Programs[trackProgPageFaultKernel].AttachTo = "crbpf_no_such_tracepoint"
+		return spec, nil
 	}
-	t.Cleanup(func() { haveTracepoint = tracepointExists })
+	t.Cleanup(func() { loadSpec = loadTrack })
 
 	var logs strings.Builder
 	tr := load(t, Options{EmitFaultEvents: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -448,7 +455,7 @@ func TestVerifierErrorHasWholeLog(t *testing.T) {
 			return nil, err
 		}
 		// Use a register that was never written.
-		p := spec.Programs[trackProgSysEnterBrk]
+		p := spec.Programs[trackProgSysExit]
 		p.Instructions = asm.Instructions{
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Add.Reg(asm.R0, asm.R2),
@@ -473,7 +480,7 @@ func TestVerifierErrorHasWholeLog(t *testing.T) {
 			t.Errorf("verifier log line %q missing from the error:\n%s", line, msg)
 		}
 	}
-	if !strings.Contains(msg, "sys_enter_brk") {
+	if !strings.Contains(msg, "sys_exit") {
 		t.Errorf("error does not name the program:\n%s", msg)
 	}
 	t.Logf("%v", err)
@@ -495,30 +502,6 @@ func TestLoadOptions(t *testing.T) {
 		if err := tr.Add(pid); err == nil {
 			t.Errorf("Add(%d) succeeded", pid)
 		}
-	}
-}
-
-func TestFindTracefs(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "tracing"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name, mountinfo, want string
-	}{
-		{"none", "22 1 0:21 / /proc rw,nosuid - proc proc rw\n", ""},
-		{"tracefs", "22 1 0:21 / /proc rw - proc proc rw\n30 20 0:12 / /sys/kernel/tracing rw shared:7 - tracefs nodev rw\n", "/sys/kernel/tracing"},
-		{"escaped", "30 20 0:12 / /mnt/my\\040trace rw - tracefs nodev rw\n", "/mnt/my trace"},
-		{"not root of fs", "30 20 0:12 /sub /x rw - tracefs nodev rw\n", ""},
-		{"debugfs", "31 20 0:7 / " + dir + " rw - debugfs debugfs rw\n", filepath.Join(dir, "tracing")},
-		{"tracefs beats debugfs", "31 20 0:7 / " + dir + " rw - debugfs debugfs rw\n30 20 0:12 / /t rw - tracefs nodev rw\n", "/t"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := findTracefsIn(strings.NewReader(tc.mountinfo))
-			if err != nil || got != tc.want {
-				t.Errorf("findTracefsIn = %q, %v; want %q", got, err, tc.want)
-			}
-		})
 	}
 }
 
@@ -588,5 +571,58 @@ func TestStateChanges(t *testing.T) {
 	}
 	if _, err := tr.StateChanges(1 << 21); err == nil {
 		t.Error("StateChanges of an untracked pid did not fail")
+	}
+}
+
+// TestStateChangeSyscalls: each syscall the table marks as a state change
+// moves the count (an exec too, and an x32 call, whose number the table does
+// not know); others, address-space changes included, do not.
+func TestStateChangeSyscalls(t *testing.T) {
+	testutil.RequireRoot(t)
+	tr := load(t, Options{})
+	tg := startTarget(t, buildC(t, "statecalls"))
+	pid := tg.pid()
+	if err := tr.Add(pid); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		call  string
+		moves bool
+	}{
+		{"getpid", false},
+		{"mmap", false},
+		{"rt_sigaction", true},
+		{"sigaltstack", true},
+		{"setitimer", true},
+		{"alarm", true},
+		{"timer_create", true},
+		{"timer_settime", true},
+		{"timer_delete", true},
+		{"set_tid_address", true},
+		{"brk", true},
+		{"x32_getpid", true},
+		{"execve", true},
+		{"execveat", true},
+		{"getpid", false},
+	} {
+		before, err := tr.StateChanges(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.send(t, tc.call)
+		want := "ok"
+		if strings.HasPrefix(tc.call, "exec") {
+			want = "ready"
+		}
+		if got := tg.line(t); got != want {
+			t.Fatalf("%s: target said %q, want %q", tc.call, got, want)
+		}
+		after, err := tr.StateChanges(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if moved := after != before; moved != tc.moves {
+			t.Errorf("%s: state changes %d -> %d, want moved=%v", tc.call, before, after, tc.moves)
+		}
 	}
 }

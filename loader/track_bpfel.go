@@ -53,36 +53,28 @@ const (
 	trackEventKindEVENT_BRK_RET            trackEventKind = 11
 )
 
+type trackSyscallClass struct {
+	_     structs.HostLayout
+	Enter uint8
+	Nargs uint8
+	Exit  uint8
+	State uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	trackMapCounters               = "counters"
-	trackMapEvents                 = "events"
-	trackMapTargets                = "targets"
-	trackProgPageFaultKernel       = "page_fault_kernel"
-	trackProgPageFaultUser         = "page_fault_user"
-	trackProgSysEnterAlarm         = "sys_enter_alarm"
-	trackProgSysEnterBrk           = "sys_enter_brk"
-	trackProgSysEnterExecve        = "sys_enter_execve"
-	trackProgSysEnterExecveat      = "sys_enter_execveat"
-	trackProgSysEnterMadvise       = "sys_enter_madvise"
-	trackProgSysEnterMmap          = "sys_enter_mmap"
-	trackProgSysEnterMprotect      = "sys_enter_mprotect"
-	trackProgSysEnterMremap        = "sys_enter_mremap"
-	trackProgSysEnterMunmap        = "sys_enter_munmap"
-	trackProgSysEnterRtSigaction   = "sys_enter_rt_sigaction"
-	trackProgSysEnterSetTidAddress = "sys_enter_set_tid_address"
-	trackProgSysEnterSetitimer     = "sys_enter_setitimer"
-	trackProgSysEnterSigaltstack   = "sys_enter_sigaltstack"
-	trackProgSysEnterTimerCreate   = "sys_enter_timer_create"
-	trackProgSysEnterTimerDelete   = "sys_enter_timer_delete"
-	trackProgSysEnterTimerSettime  = "sys_enter_timer_settime"
-	trackProgSysExitBrk            = "sys_exit_brk"
-	trackProgSysExitMmap           = "sys_exit_mmap"
-	trackProgSysExitMremap         = "sys_exit_mremap"
-	trackVarEmitFaults             = "emit_faults"
-	trackVarUnusedEvent            = "unused_event"
+	trackMapCounters         = "counters"
+	trackMapEvents           = "events"
+	trackMapTargets          = "targets"
+	trackProgPageFaultKernel = "page_fault_kernel"
+	trackProgPageFaultUser   = "page_fault_user"
+	trackProgSysEnter        = "sys_enter"
+	trackProgSysExit         = "sys_exit"
+	trackVarEmitFaults       = "emit_faults"
+	trackVarSyscallClasses   = "syscall_classes"
+	trackVarUnusedEvent      = "unused_event"
 )
 
 // loadTrack returns the embedded CollectionSpec for track.
@@ -127,27 +119,10 @@ type trackSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackProgramSpecs struct {
-	PageFaultKernel       *ebpf.ProgramSpec `ebpf:"page_fault_kernel"`
-	PageFaultUser         *ebpf.ProgramSpec `ebpf:"page_fault_user"`
-	SysEnterAlarm         *ebpf.ProgramSpec `ebpf:"sys_enter_alarm"`
-	SysEnterBrk           *ebpf.ProgramSpec `ebpf:"sys_enter_brk"`
-	SysEnterExecve        *ebpf.ProgramSpec `ebpf:"sys_enter_execve"`
-	SysEnterExecveat      *ebpf.ProgramSpec `ebpf:"sys_enter_execveat"`
-	SysEnterMadvise       *ebpf.ProgramSpec `ebpf:"sys_enter_madvise"`
-	SysEnterMmap          *ebpf.ProgramSpec `ebpf:"sys_enter_mmap"`
-	SysEnterMprotect      *ebpf.ProgramSpec `ebpf:"sys_enter_mprotect"`
-	SysEnterMremap        *ebpf.ProgramSpec `ebpf:"sys_enter_mremap"`
-	SysEnterMunmap        *ebpf.ProgramSpec `ebpf:"sys_enter_munmap"`
-	SysEnterRtSigaction   *ebpf.ProgramSpec `ebpf:"sys_enter_rt_sigaction"`
-	SysEnterSetTidAddress *ebpf.ProgramSpec `ebpf:"sys_enter_set_tid_address"`
-	SysEnterSetitimer     *ebpf.ProgramSpec `ebpf:"sys_enter_setitimer"`
-	SysEnterSigaltstack   *ebpf.ProgramSpec `ebpf:"sys_enter_sigaltstack"`
-	SysEnterTimerCreate   *ebpf.ProgramSpec `ebpf:"sys_enter_timer_create"`
-	SysEnterTimerDelete   *ebpf.ProgramSpec `ebpf:"sys_enter_timer_delete"`
-	SysEnterTimerSettime  *ebpf.ProgramSpec `ebpf:"sys_enter_timer_settime"`
-	SysExitBrk            *ebpf.ProgramSpec `ebpf:"sys_exit_brk"`
-	SysExitMmap           *ebpf.ProgramSpec `ebpf:"sys_exit_mmap"`
-	SysExitMremap         *ebpf.ProgramSpec `ebpf:"sys_exit_mremap"`
+	PageFaultKernel *ebpf.ProgramSpec `ebpf:"page_fault_kernel"`
+	PageFaultUser   *ebpf.ProgramSpec `ebpf:"page_fault_user"`
+	SysEnter        *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysExit         *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
 
 // trackMapSpecs contains maps before they are loaded into the kernel.
@@ -163,8 +138,9 @@ type trackMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trackVariableSpecs struct {
-	EmitFaults  *ebpf.VariableSpec `ebpf:"emit_faults"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	EmitFaults     *ebpf.VariableSpec `ebpf:"emit_faults"`
+	SyscallClasses *ebpf.VariableSpec `ebpf:"syscall_classes"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // trackObjects contains all objects after they have been loaded into the kernel.
@@ -204,60 +180,27 @@ func (m *trackMaps) Close() error {
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackVariables struct {
-	EmitFaults  *ebpf.Variable `ebpf:"emit_faults"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	EmitFaults     *ebpf.Variable `ebpf:"emit_faults"`
+	SyscallClasses *ebpf.Variable `ebpf:"syscall_classes"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // trackPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadTrackObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trackPrograms struct {
-	PageFaultKernel       *ebpf.Program `ebpf:"page_fault_kernel"`
-	PageFaultUser         *ebpf.Program `ebpf:"page_fault_user"`
-	SysEnterAlarm         *ebpf.Program `ebpf:"sys_enter_alarm"`
-	SysEnterBrk           *ebpf.Program `ebpf:"sys_enter_brk"`
-	SysEnterExecve        *ebpf.Program `ebpf:"sys_enter_execve"`
-	SysEnterExecveat      *ebpf.Program `ebpf:"sys_enter_execveat"`
-	SysEnterMadvise       *ebpf.Program `ebpf:"sys_enter_madvise"`
-	SysEnterMmap          *ebpf.Program `ebpf:"sys_enter_mmap"`
-	SysEnterMprotect      *ebpf.Program `ebpf:"sys_enter_mprotect"`
-	SysEnterMremap        *ebpf.Program `ebpf:"sys_enter_mremap"`
-	SysEnterMunmap        *ebpf.Program `ebpf:"sys_enter_munmap"`
-	SysEnterRtSigaction   *ebpf.Program `ebpf:"sys_enter_rt_sigaction"`
-	SysEnterSetTidAddress *ebpf.Program `ebpf:"sys_enter_set_tid_address"`
-	SysEnterSetitimer     *ebpf.Program `ebpf:"sys_enter_setitimer"`
-	SysEnterSigaltstack   *ebpf.Program `ebpf:"sys_enter_sigaltstack"`
-	SysEnterTimerCreate   *ebpf.Program `ebpf:"sys_enter_timer_create"`
-	SysEnterTimerDelete   *ebpf.Program `ebpf:"sys_enter_timer_delete"`
-	SysEnterTimerSettime  *ebpf.Program `ebpf:"sys_enter_timer_settime"`
-	SysExitBrk            *ebpf.Program `ebpf:"sys_exit_brk"`
-	SysExitMmap           *ebpf.Program `ebpf:"sys_exit_mmap"`
-	SysExitMremap         *ebpf.Program `ebpf:"sys_exit_mremap"`
+	PageFaultKernel *ebpf.Program `ebpf:"page_fault_kernel"`
+	PageFaultUser   *ebpf.Program `ebpf:"page_fault_user"`
+	SysEnter        *ebpf.Program `ebpf:"sys_enter"`
+	SysExit         *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *trackPrograms) Close() error {
 	return _TrackClose(
 		p.PageFaultKernel,
 		p.PageFaultUser,
-		p.SysEnterAlarm,
-		p.SysEnterBrk,
-		p.SysEnterExecve,
-		p.SysEnterExecveat,
-		p.SysEnterMadvise,
-		p.SysEnterMmap,
-		p.SysEnterMprotect,
-		p.SysEnterMremap,
-		p.SysEnterMunmap,
-		p.SysEnterRtSigaction,
-		p.SysEnterSetTidAddress,
-		p.SysEnterSetitimer,
-		p.SysEnterSigaltstack,
-		p.SysEnterTimerCreate,
-		p.SysEnterTimerDelete,
-		p.SysEnterTimerSettime,
-		p.SysExitBrk,
-		p.SysExitMmap,
-		p.SysExitMremap,
+		p.SysEnter,
+		p.SysExit,
 	)
 }
 
