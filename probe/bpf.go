@@ -12,7 +12,8 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,18 +50,26 @@ func probeBTF(context.Context) (Status, string) {
 	return OK, vmlinuxBTF + " present (BTF magic" + size + ")"
 }
 
-// probeBPFTracepoint loads (and closes at once) a minimal
-// BPF_PROG_TYPE_TRACEPOINT program through cilium/ebpf's feature probe. The
-// library caches a conclusive answer for the life of the process.
+// probeBPFTracepoint loads (and closes at once) a minimal BTF-enabled raw
+// tracepoint program (tp_btf) for raw_syscalls:sys_enter, the kind of
+// program crbpf's telemetry is made of. It is not attached.
 func probeBPFTracepoint(context.Context) (Status, string) {
-	err := features.HaveProgramType(ebpf.TracePoint)
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceRawTp,
+		AttachTo:     "sys_enter",
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err == nil {
+		p.Close()
+		return OK, "loaded and closed a minimal tp_btf program for sys_enter"
+	}
 	switch {
-	case err == nil:
-		return OK, "loaded and closed a minimal tracepoint program"
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return Missing, joinDetail(fmt.Sprintf("tracepoint programs not supported (%v): %s", err, degradedTelemetry), configNote("CONFIG_BPF_SYSCALL"))
+	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, btf.ErrNotFound):
+		return Missing, joinDetail(fmt.Sprintf("tp_btf programs not supported (%v): %s", err, degradedTelemetry), configNote("CONFIG_BPF_SYSCALL"))
 	case errors.Is(err, unix.EPERM):
-		return Missing, joinDetail(fmt.Sprintf("loading a tracepoint program was refused (%v): needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; %s", err, degradedTelemetry), seccompNote())
+		return Missing, joinDetail(fmt.Sprintf("loading a tp_btf program was refused (%v): needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; %s", err, degradedTelemetry), seccompNote())
 	}
 	return Unknown, fmt.Sprintf("probe failed: %v", err)
 }

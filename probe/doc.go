@@ -28,15 +28,14 @@
 //   - pagemap-scan: PAGEMAP_SCAN on /proc/self/pagemap over a fresh mapping
 //     of which one page was touched, asking for PAGE_IS_PRESENT.
 //   - btf: /sys/kernel/btf/vmlinux exists and starts with the BTF magic.
-//   - bpf-tracepoint: cilium/ebpf's features.HaveProgramType(TracePoint),
-//     which loads and closes a two-instruction program. This is the one
+//   - bpf-tracepoint: loads and closes a two-instruction tp_btf program
+//     for raw_syscalls:sys_enter, without attaching it. This is the one
 //     place outside package loader that creates a BPF object, and it does
 //     not outlive the call.
-//   - tracepoint-page-fault, tracepoint-mm-syscalls: the events' directories
-//     under the tracefs mounted at /sys/kernel/tracing or
-//     /sys/kernel/debug/tracing. Where tracefs is mounted is read from
-//     /proc/self/mountinfo, because looking up /sys/kernel/debug/tracing
-//     would automount it; not mounted gives Unknown (probe never mounts).
+//   - tracepoint-page-fault, tracepoint-mm-syscalls: the tracepoints'
+//     btf_trace_NAME typedefs in the kernel's BTF, which is what a tp_btf
+//     program attaches by (page_fault_user/kernel; sys_enter/sys_exit).
+//     No tracefs is needed.
 //   - soft-dirty (informational, NeededBy empty): bit 55 of the pagemap
 //     entry of a freshly written page of a new mapping, which is set exactly
 //     when the kernel tracks soft-dirty. /proc/self/clear_refs is not

@@ -111,9 +111,9 @@ var probes = []probe{
 	{NameUffdWPAsync, "userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC)", needPrecopy, true, probeUffdWPAsync},
 	{NamePagemapScan, "PAGEMAP_SCAN ioctl on /proc/PID/pagemap", needPrecopy, true, probePagemapScan},
 	{NameBTF, "kernel BTF (/sys/kernel/btf/vmlinux)", needPrecopy, false, probeBTF},
-	{NameBPFTracepoint, "eBPF tracepoint programs", needPrecopy, false, probeBPFTracepoint},
+	{NameBPFTracepoint, "eBPF raw tracepoint programs (tp_btf)", needPrecopy, false, probeBPFTracepoint},
 	{NameTPPageFault, "page fault tracepoints (exceptions:page_fault_user/kernel)", needPrecopy, false, probeTPPageFault},
-	{NameTPMemorySyscalls, "address-space syscall tracepoints (mmap, munmap, mremap, brk, mprotect, madvise)", needPrecopy, false, probeTPMemorySyscalls},
+	{NameTPMemorySyscalls, "syscall tracepoints (raw_syscalls:sys_enter/sys_exit)", needPrecopy, false, probeTPMemorySyscalls},
 	{NameRealtimeFreeze, "real-time priority for the final freeze (SCHED_FIFO; CAP_SYS_NICE)", needPrecopy, false, probeRealtimeFreeze},
 	{NameSoftDirty, "soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY; informational)", nil, false, probeSoftDirty},
 }

@@ -44,6 +44,8 @@ func TestAllOnThisMachine(t *testing.T) {
 		NameUffdWPAsync,
 		NamePagemapScan,
 		NameBPFTracepoint,
+		NameTPPageFault,
+		NameTPMemorySyscalls,
 		NameBTF,
 		NameRealtimeFreeze,
 	} {
