@@ -359,7 +359,12 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if tracker != nil {
 		pt = tracker
 	}
-	cp, err := precopy.NewCopier(o.PID, w, precopy.Buffers(), pt)
+	bufs, err := precopy.NewBuffers()
+	if err != nil {
+		return nil, err
+	}
+	defer bufs.Close() // after cp.Close: deferred calls run last first
+	cp, err := precopy.NewCopier(o.PID, w, bufs.Chunks(), pt)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			err = errors.Join(procfs.ErrNoProcess, err)

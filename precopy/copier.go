@@ -57,20 +57,6 @@ func (e *UntrackedError) Error() string {
 // large process_vm_readv chunks as the fast path.
 const ChunkSize = 64 << 20
 
-// Buffers allocates the two copy buffers and touches every page of them, so
-// that the first touch of fresh memory (slow on VMs) happens when the caller
-// chooses, before the target is frozen.
-func Buffers() [2][]byte {
-	var b [2][]byte
-	for i := range b {
-		b[i] = make([]byte, ChunkSize)
-		for j := 0; j < len(b[i]); j += image.PageSize {
-			b[i][j] = 1
-		}
-	}
-	return b
-}
-
 // logEntry records one copy: a run of stored pages, a range found zero or
 // equal to the parent's, or (kind noData) a range whose earlier copies no
 // longer hold.

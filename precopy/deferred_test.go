@@ -39,7 +39,12 @@ func newSelfCopier(t *testing.T, tr Tracker) *Copier {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Abort() })
-	c, err := NewCopier(os.Getpid(), w, Buffers(), tr)
+	bufs, err := NewBuffers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bufs.Close() }) // runs after c.Close, registered below
+	c, err := NewCopier(os.Getpid(), w, bufs.Chunks(), tr)
 	if err != nil {
 		t.Fatal(err)
 	}
