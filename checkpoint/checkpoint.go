@@ -245,9 +245,8 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			w.Abort()
 		}
 	}()
-	// Allocate the image's space and the copy buffers while the target
-	// still runs: on tmpfs and on VMs, first touching memory costs more
-	// than copying into it.
+	// Allocate the image's space while the target still runs, so that a
+	// full file system is found before it is disturbed.
 	if err := w.Reserve(tgt.status.RssAnon + tgt.status.RssShmem); err != nil {
 		return nil, err
 	}
@@ -394,6 +393,16 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		}
 	}
 
+	if tracker == nil {
+		// A full freeze writes the whole image while the target is
+		// stopped: make those writes plain copies (on tmpfs, and on VMs,
+		// first touching memory costs more than copying into it). After
+		// pre-copy the rounds wrote while the target ran, and the freeze
+		// writes only after the resume.
+		if err := w.Prefault(); err != nil {
+			return nil, err
+		}
+	}
 	if err := tr.Do(func() error { return c.frozen(ctx, cp, res) }); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ type Writer struct {
 	// reserved is the end of the space allocated ahead with Reserve
 	// (beyond size, the file's length is unchanged).
 	reserved   uint64
-	zeroFilled bool // the reservation was written (the file is longer than size)
+	zeroFilled bool // the reservation was written by Prefault (the file is longer than size)
 	state      state
 	err        error // why the Writer is broken
 
@@ -178,14 +178,12 @@ func (w *Writer) AppendFile(src string, hashes []uint64) (uint64, error) {
 // Dir returns the final path of the image.
 func (w *Writer) Dir() string { return w.dir }
 
-// Reserve prepares n more bytes of the pages file ahead of the writes, so
-// that allocating file pages — slow on tmpfs and on many VMs, where the
-// first touch of a page costs far more than copying into it — happens
-// before the target is stopped rather than while it is frozen. On tmpfs the
-// space is written with zeros (allocating is not enough: the first write
-// to each page is the slow part); elsewhere it is fallocated, keeping the
-// file's size. Commit releases what the data did not use. A filesystem
-// without fallocate is not an error: writes then allocate as they go.
+// Reserve allocates n more bytes of the pages file ahead of the writes
+// (fallocate, keeping the file's size), so that a file system without room
+// says so before the target is disturbed. Commit releases what the data did
+// not use. A file system without fallocate is not an error: writes then
+// allocate as they go. See Prefault for writes made while the target is
+// frozen.
 func (w *Writer) Reserve(n uint64) error {
 	if err := w.usable(); err != nil {
 		return err
@@ -195,23 +193,7 @@ func (w *Writer) Reserve(n uint64) error {
 		return nil
 	}
 	start := max(w.size, w.reserved)
-	fd := int(w.pages.Fd())
-	var fs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &fs); err != nil {
-		return fmt.Errorf("reserve space for image %s: %w", w.dir, os.NewSyscallError("fstatfs", err))
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		zero := make([]byte, writeBlock)
-		for off := start; off < start+n; off += writeBlock {
-			chunk := zero[:min(writeBlock, start+n-off)]
-			if _, err := w.pages.WriteAt(chunk, int64(off)); err != nil {
-				return fmt.Errorf("reserve space for image %s: %w", w.dir, err)
-			}
-		}
-		w.reserved, w.zeroFilled = start+n, true
-		return nil
-	}
-	err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, int64(start), int64(n))
+	err := unix.Fallocate(int(w.pages.Fd()), unix.FALLOC_FL_KEEP_SIZE, int64(start), int64(n))
 	switch {
 	case err == nil:
 		w.reserved = start + n
@@ -219,6 +201,37 @@ func (w *Writer) Reserve(n uint64) error {
 	default:
 		return fmt.Errorf("reserve space for image %s: %w", w.dir, os.NewSyscallError("fallocate", err))
 	}
+	return nil
+}
+
+// Prefault makes the reserved space beyond the data written so far fast to
+// write, for writes made while the target is frozen: on tmpfs it writes
+// zeros over it, because there the first write to each page of a file is
+// the slow part (on the development VM, 1 GiB: 0.22 s written fresh, 0.14 s
+// written again; fallocating it first changes nothing). Elsewhere the
+// fallocated space is enough and Prefault does nothing.
+func (w *Writer) Prefault() error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if w.reserved <= w.size {
+		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(w.pages.Fd()), &fs); err != nil {
+		return fmt.Errorf("prefault image %s: %w", w.dir, os.NewSyscallError("fstatfs", err))
+	}
+	if fs.Type != unix.TMPFS_MAGIC {
+		return nil
+	}
+	zero := make([]byte, writeBlock)
+	for off := w.size; off < w.reserved; off += writeBlock {
+		chunk := zero[:min(writeBlock, w.reserved-off)]
+		if _, err := w.pages.WriteAt(chunk, int64(off)); err != nil {
+			return fmt.Errorf("prefault image %s: %w", w.dir, err)
+		}
+	}
+	w.zeroFilled = true
 	return nil
 }
 

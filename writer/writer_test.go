@@ -449,8 +449,9 @@ func TestKilledWriterLeavesNoImage(t *testing.T) {
 }
 
 // TestReserve prepares more and less space than the data needs, on the
-// test's temp dir and on tmpfs (where Reserve writes zeros): the committed
-// pages file holds exactly the data either way.
+// test's temp dir and on tmpfs, with and without Prefault (which writes
+// zeros on tmpfs): the committed pages file holds exactly the data either
+// way.
 func TestReserve(t *testing.T) {
 	parents := map[string]string{"tempdir": t.TempDir()}
 	if shm, err := os.MkdirTemp("/dev/shm", "crbpf-writer-"); err == nil {
@@ -458,9 +459,13 @@ func TestReserve(t *testing.T) {
 		parents["tmpfs"] = shm
 	}
 	for name, parent := range parents {
-		for _, reserve := range []uint64{0, 3 * ps, 40*ps + 5, 400 * ps} {
-			t.Run(fmt.Sprintf("%s/%d", name, reserve), func(t *testing.T) {
-				dir := filepath.Join(parent, fmt.Sprintf("img-%d", reserve))
+		for _, c := range []struct {
+			reserve  uint64
+			prefault bool
+		}{{0, false}, {0, true}, {3 * ps, true}, {40*ps + 5, true}, {400 * ps, false}, {400 * ps, true}} {
+			reserve := c.reserve
+			t.Run(fmt.Sprintf("%s/%d/prefault=%v", name, reserve, c.prefault), func(t *testing.T) {
+				dir := filepath.Join(parent, fmt.Sprintf("img-%d-%v", reserve, c.prefault))
 				w, err := Create(dir)
 				if err != nil {
 					t.Fatal(err)
@@ -468,6 +473,23 @@ func TestReserve(t *testing.T) {
 				defer w.Abort()
 				if err := w.Reserve(reserve); err != nil {
 					t.Fatal(err)
+				}
+				if c.prefault {
+					if err := w.Prefault(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Only Prefault on tmpfs writes (zeros) ahead of the data.
+				fi, err := os.Stat(filepath.Join(w.tmp, image.PagesFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := int64(0)
+				if c.prefault && name == "tmpfs" {
+					want = int64((reserve + ps - 1) &^ (ps - 1))
+				}
+				if fi.Size() != want {
+					t.Errorf("pages file %d bytes before any write, want %d", fi.Size(), want)
 				}
 				v := image.VMA{Start: 0x10000000, End: 0x10000000 + 40*ps, Prot: 3, Flags: 2, Kind: image.KindAnon}
 				data := pattern(40, 7)
