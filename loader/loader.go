@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -23,8 +22,9 @@ import (
 
 // ErrNotSupported: this kernel (or architecture) cannot run the tracker (no
 // BPF syscall, no tp_btf programs or ring buffers, no kernel BTF, no
-// raw_syscalls tracepoints, or an architecture other than x86-64). Pre-copy still works without it: the dirty set
-// comes from PAGEMAP_SCAN; only the live telemetry is lost.
+// raw_syscalls tracepoints, or an architecture other than x86-64). Pre-copy
+// still works without it: the dirty set comes from PAGEMAP_SCAN; only the
+// live telemetry is lost.
 var ErrNotSupported = errors.New("eBPF write-tracking telemetry not supported")
 
 // syscallTable is SYSCALL_TABLE of bpf/track.h: the entries of
@@ -138,10 +138,9 @@ type Tracker struct {
 	rec    ringbuf.Record
 }
 
-// Load loads the BPF collection, removes the programs it will not attach
-// (the page-fault programs where exceptions:page_fault_* do not exist: any
-// architecture but x86), attaches the rest to their raw tracepoints and
-// opens the ring buffer. No process is tracked until Add.
+// Load loads the BPF collection (without the page-fault programs where
+// exceptions:page_fault_* do not exist), attaches the programs to their raw
+// tracepoints and opens the ring buffer. No process is tracked until Add.
 //
 // A verifier rejection returns an error whose text is the whole verifier
 // log. An error wrapping ErrNotSupported means the kernel cannot do this at
@@ -186,23 +185,15 @@ func Load(opts Options) (_ *Tracker, err error) {
 		return nil, fmt.Errorf("set syscall_classes: %w", err)
 	}
 
-	// exceptions:page_fault_* exist on x86 only (and error_code bit 1
-	// means "write" there only): elsewhere, or where loading them fails as
-	// unsupported (no such tracepoint in the kernel's BTF), the fault
-	// programs are left out; if the rest fails the same way, so does Load.
-	faults := runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
-	t := &Tracker{faults: faults}
-	if faults {
-		err = t.load(spec, true)
-		// cilium/ebpf reports a tracepoint missing from the kernel's BTF
-		// as not supported.
-		if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) {
-			t.faults = false
-		}
-	}
-	if !t.faults {
+	// Where loading the fault programs fails as unsupported (cilium/ebpf's
+	// answer for a tracepoint missing from the kernel's BTF), they are left
+	// out; if the rest fails the same way, so does Load.
+	t := &Tracker{faults: true}
+	err = t.load(spec, true)
+	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) {
 		log.Info("exceptions:page_fault_* tracepoints unavailable: counting no write faults (reduced telemetry)",
-			"arch", runtime.GOARCH, "err", err)
+			"err", err)
+		t.faults = false
 		err = t.load(spec, false)
 	}
 	if err != nil {
@@ -315,24 +306,18 @@ func (o *objects) close() error {
 	return errors.Join(errs...)
 }
 
-// probe checks that the kernel has what the programs need.
+// probe checks that the kernel has ring buffers. Tracing programs (tp_btf)
+// are not probed: cilium/ebpf's probe attaches to a kernel function (fentry),
+// refused on kernels that run tp_btf programs fine; loading them tells.
 func probe() error {
-	for what, err := range map[string]error{
-		// Tracing programs (tp_btf) are not probed: cilium/ebpf's probe
-		// attaches to a kernel function (fentry), refused on kernels that
-		// run tp_btf programs fine. The BTF lookup of each tracepoint and
-		// the load itself tell instead.
-		"ring buffer maps": features.HaveMapType(ebpf.RingBuf),
-	} {
-		switch {
-		case err == nil:
-		case errors.Is(err, ebpf.ErrNotSupported):
-			return fmt.Errorf("probe BPF %s: %w: %w", what, ErrNotSupported, err)
-		default:
-			return fmt.Errorf("probe BPF %s: %w", what, err)
-		}
+	switch err := features.HaveMapType(ebpf.RingBuf); {
+	case err == nil:
+		return nil
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("probe BPF ring buffer maps: %w: %w", ErrNotSupported, err)
+	default:
+		return fmt.Errorf("probe BPF ring buffer maps: %w", err)
 	}
-	return nil
 }
 
 // Add starts tracking process tgid (its threads included). Tracking a
@@ -417,9 +402,9 @@ func (t *Tracker) Poll(fn func(e Event)) (int, error) {
 }
 
 // FaultTelemetry reports whether write faults are counted (and emitted with
-// EmitFaultEvents). It is false where the exceptions:page_fault_*
-// tracepoints do not exist (any architecture but x86): then only
-// address-space changes are reported.
+// EmitFaultEvents). It is false where the kernel has no
+// exceptions:page_fault_* tracepoints: then only address-space and state
+// changes are reported.
 func (t *Tracker) FaultTelemetry() bool { return t.faults }
 
 // Close detaches every program, then closes the ring buffer reader and
