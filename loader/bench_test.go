@@ -129,8 +129,9 @@ func BenchmarkWriteFault(b *testing.B) {
 // it looks at (brk(0): an event at entry and at exit, and a state change):
 //
 //	none        no tracker loaded
-//	untracked   tracker loaded, this process not added (what every other
-//	            process on the host pays)
+//	idle        tracker loaded, no process added (programs not attached)
+//	untracked   another process added, not this one (what every other
+//	            process on the host pays while crbpf tracks one)
 //	tracked     this process added
 //
 // Run with
@@ -142,10 +143,15 @@ func BenchmarkSyscall(b *testing.B) {
 		name string
 		nr   uintptr
 	}{{"getppid", unix.SYS_GETPPID}, {"brk", unix.SYS_BRK}} {
-		for _, state := range []string{"none", "untracked", "tracked"} {
+		for _, state := range []string{"none", "idle", "untracked", "tracked"} {
 			b.Run(call.name+"/"+state, func(b *testing.B) {
 				if state != "none" {
 					tr := load(b, Options{})
+					if state == "untracked" {
+						if err := tr.Add(unix.Getppid()); err != nil {
+							b.Fatal(err)
+						}
+					}
 					if state == "tracked" {
 						if err := tr.Add(unix.Getpid()); err != nil {
 							b.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -132,15 +133,22 @@ type Counters struct {
 // package documentation for its lifecycle.
 type Tracker struct {
 	objs   objects
-	links  []link.Link
 	reader *ringbuf.Reader
 	faults bool
 	rec    ringbuf.Record
+
+	// The programs are attached while some process is tracked: every
+	// process on the host pays for the syscall programs on every syscall
+	// while they are (see BenchmarkSyscall), so an idle Tracker (a daemon
+	// between checkpoints) costs nothing.
+	mu      sync.Mutex
+	tracked map[int]bool
+	links   []link.Link // nil while nothing is tracked
 }
 
 // Load loads the BPF collection (without the page-fault programs where
-// exceptions:page_fault_* do not exist), attaches the programs to their raw
-// tracepoints and opens the ring buffer. No process is tracked until Add.
+// exceptions:page_fault_* do not exist) and opens the ring buffer. No
+// process is tracked, and no program attached, until Add.
 //
 // A verifier rejection returns an error whose text is the whole verifier
 // log. An error wrapping ErrNotSupported means the kernel cannot do this at
@@ -188,7 +196,7 @@ func Load(opts Options) (_ *Tracker, err error) {
 	// Where loading the fault programs fails as unsupported (cilium/ebpf's
 	// answer for a tracepoint missing from the kernel's BTF), they are left
 	// out; if the rest fails the same way, so does Load.
-	t := &Tracker{faults: true}
+	t := &Tracker{faults: true, tracked: map[int]bool{}}
 	err = t.load(spec, true)
 	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotFound) {
 		log.Info("exceptions:page_fault_* tracepoints unavailable: counting no write faults (reduced telemetry)",
@@ -213,17 +221,6 @@ func Load(opts Options) (_ *Tracker, err error) {
 			err = errors.Join(err, t.Close())
 		}
 	}()
-
-	for _, p := range t.objs.programs() {
-		if p.prog == nil {
-			continue // pruned
-		}
-		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog, AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			return nil, fmt.Errorf("attach %s to tracepoint %s: %w", p.name, spec.Programs[p.name].AttachTo, err)
-		}
-		t.links = append(t.links, l)
-	}
 
 	t.reader, err = ringbuf.NewReader(t.objs.Events)
 	if err != nil {
@@ -320,28 +317,78 @@ func probe() error {
 	}
 }
 
-// Add starts tracking process tgid (its threads included). Tracking a
-// tracked process again is not an error.
+// Add starts tracking process tgid (its threads included), attaching the
+// programs if it is the first. Tracking a tracked process again is not an
+// error.
 func (t *Tracker) Add(tgid int) error {
 	if tgid <= 0 || tgid > 1<<22 {
 		return fmt.Errorf("track pid %d: invalid pid", tgid)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.objs.Targets.Update(uint32(tgid), uint64(0), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("track pid %d: %w", tgid, err)
 	}
+	if len(t.tracked) == 0 {
+		if err := t.attach(); err != nil {
+			t.objs.Targets.Delete(uint32(tgid))
+			return fmt.Errorf("track pid %d: %w", tgid, err)
+		}
+	}
+	t.tracked[tgid] = true
 	return nil
 }
 
-// Remove stops tracking process tgid. Removing an untracked process is not
-// an error. Events already in the ring buffer are still delivered by Poll.
+// Remove stops tracking process tgid, detaching the programs if it was the
+// last. Removing an untracked process is not an error. Events already in
+// the ring buffer are still delivered by Poll.
 func (t *Tracker) Remove(tgid int) error {
 	if tgid <= 0 || tgid > 1<<22 {
 		return fmt.Errorf("untrack pid %d: invalid pid", tgid)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.objs.Targets.Delete(uint32(tgid)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("untrack pid %d: %w", tgid, err)
 	}
+	if !t.tracked[tgid] {
+		return nil
+	}
+	delete(t.tracked, tgid)
+	if len(t.tracked) == 0 {
+		return t.detach()
+	}
 	return nil
+}
+
+// attach attaches every loaded program to its raw tracepoint (about 1 ms
+// each); on failure none stays attached. Called with mu held.
+func (t *Tracker) attach() error {
+	for _, p := range t.objs.programs() {
+		if p.prog == nil {
+			continue // pruned
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return errors.Join(fmt.Errorf("attach %s: %w", p.name, err), t.detach())
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// detach detaches every attached program. A raw tracepoint link goes at
+// once (about 1 ms here): the kernel frees the old probe array after a
+// grace period without making the caller wait for it. Called with mu held.
+func (t *Tracker) detach() error {
+	var errs []error
+	for _, l := range t.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	t.links = nil
+	return errors.Join(errs...)
 }
 
 // StateChanges returns how many calls tgid made, since Add, that change the
@@ -411,24 +458,18 @@ func (t *Tracker) FaultTelemetry() bool { return t.faults }
 // frees the maps and programs. It returns the first errors it met, joined.
 // The Tracker must not be used afterwards; a second Close returns nil.
 func (t *Tracker) Close() error {
-	// A raw tracepoint link is detached at once (about 1 ms here); the
-	// kernel frees the old probe array after a grace period without making
-	// the caller wait for it.
-	errs := make([]error, len(t.links)+2)
-	for i, l := range t.links {
-		if err := l.Close(); err != nil {
-			errs[i] = fmt.Errorf("detach: %w", err)
-		}
-	}
-	t.links = nil
+	t.mu.Lock()
+	errs := []error{t.detach()}
+	t.tracked = nil
+	t.mu.Unlock()
 	if t.reader != nil {
 		if err := t.reader.Close(); err != nil {
-			errs[len(errs)-2] = fmt.Errorf("close the event ring buffer reader: %w", err)
+			errs = append(errs, fmt.Errorf("close the event ring buffer reader: %w", err))
 		}
 		t.reader = nil
 	}
 	if err := t.objs.close(); err != nil {
-		errs[len(errs)-1] = fmt.Errorf("free BPF objects: %w", err)
+		errs = append(errs, fmt.Errorf("free BPF objects: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -315,17 +316,48 @@ func TestCloseDetachesEverything(t *testing.T) {
 		id, _ := info.ID()
 		mapIDs[id] = info.Name
 	}
-	var linkIDs []link.ID
-	for _, l := range tr.links {
-		info, err := l.Info()
-		if err != nil {
+	// The programs are attached only while a process is tracked.
+	linkIDs := func() []link.ID {
+		var ids []link.ID
+		for _, l := range tr.links {
+			info, err := l.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, info.ID)
+		}
+		return ids
+	}
+	if ids := linkIDs(); len(ids) != 0 {
+		t.Fatalf("%d links with nothing tracked, want none", len(ids))
+	}
+	self, other := os.Getpid(), os.Getppid()
+	for _, pid := range []int{self, other, self} {
+		if err := tr.Add(pid); err != nil {
 			t.Fatal(err)
 		}
-		linkIDs = append(linkIDs, info.ID)
 	}
-	if want := len(tr.objs.programs()); len(progIDs) != want || len(linkIDs) != want {
-		t.Fatalf("%d programs, %d links; want %d of each", len(progIDs), len(linkIDs), want)
+	first := linkIDs()
+	if want := len(tr.objs.programs()); len(progIDs) != want || len(first) != want {
+		t.Fatalf("%d programs, %d links; want %d of each", len(progIDs), len(first), want)
 	}
+	if err := tr.Remove(self); err != nil {
+		t.Fatal(err)
+	}
+	if ids := linkIDs(); !slices.Equal(ids, first) {
+		t.Fatalf("links %v after removing one of two tracked processes, want %v", ids, first)
+	}
+	if err := tr.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	if ids := linkIDs(); len(ids) != 0 {
+		t.Fatalf("links %v with nothing tracked any more, want none", ids)
+	}
+	if err := tr.Add(self); err != nil {
+		t.Fatal(err)
+	}
+	// Every link ever made must be gone after Close.
+	allLinks := append(first, linkIDs()...)
 	if len(mapIDs) != 4 {
 		t.Fatalf("maps %v, want events, counters, targets and .rodata", mapIDs)
 	}
@@ -341,7 +373,7 @@ func TestCloseDetachesEverything(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
-		for _, id := range linkIDs {
+		for _, id := range allLinks {
 			if l, err := link.NewFromID(id); err == nil {
 				l.Close()
 				left = append(left, fmt.Sprintf("link %d", id))
@@ -417,13 +449,12 @@ func TestWithoutFaultTracepoints(t *testing.T) {
 	if !strings.Contains(logs.String(), "reduced telemetry") {
 		t.Errorf("no log line about reduced telemetry; logs:\n%s", logs.String())
 	}
-	if want := len(tr.objs.programs()) - 2; tr.objs.PageFaultUser != nil || tr.objs.PageFaultKernel != nil || len(tr.links) != want {
-		t.Errorf("fault programs loaded (%v, %v) or %d links, want %d", tr.objs.PageFaultUser, tr.objs.PageFaultKernel, len(tr.links), want)
-	}
-
 	tg := startTarget(t, buildC(t, "target"))
 	if err := tr.Add(tg.pid()); err != nil {
 		t.Fatal(err)
+	}
+	if want := len(tr.objs.programs()) - 2; tr.objs.PageFaultUser != nil || tr.objs.PageFaultKernel != nil || len(tr.links) != want {
+		t.Errorf("fault programs loaded (%v, %v) or %d links, want %d", tr.objs.PageFaultUser, tr.objs.PageFaultKernel, len(tr.links), want)
 	}
 	r := tg.run(t)
 	evs := pollAll(t, tr)
