@@ -245,10 +245,13 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			w.Abort()
 		}
 	}()
+	// Tracking kept by the parent's checkpoint: no arming, and only what
+	// was written since is copied (pre-copy with one round, see below).
+	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
 	// Pre-copy's eBPF telemetry loads (50-80 ms) while the image's space is
 	// reserved (about 0.1 s per GiB on tmpfs).
 	var telemetry chan loadedTelemetry
-	if o.Precopy != 0 && o.Telemetry == nil {
+	if (o.Precopy != 0 || reuse) && o.Telemetry == nil {
 		telemetry = make(chan loadedTelemetry, 1)
 		go func() {
 			t, err := loader.Load(loader.Options{Logger: o.Log})
@@ -287,9 +290,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	}
 
 	var tracker *uffdTracker
-	// Tracking kept by the parent's checkpoint: no arming, and only what
-	// was written since is copied. Kept by another: of no use here.
-	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
+	// Tracking kept by another checkpoint than the parent's: of no use here.
 	if o.Tracking != nil && !reuse {
 		o.Tracking.Close()
 	}
@@ -306,13 +307,9 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		// injection), and counts write faults per round.
 		lt, lerr := o.Telemetry, error(nil)
 		if lt == nil {
-			if telemetry != nil {
-				l := <-telemetry
-				telemetry = nil
-				lt, lerr = l.t, l.err
-			} else { // pre-copy turned on by a tracked parent
-				lt, lerr = loader.Load(loader.Options{Logger: o.Log})
-			}
+			l := <-telemetry
+			telemetry = nil
+			lt, lerr = l.t, l.err
 			if lerr == nil {
 				defer lt.Close()
 			}
