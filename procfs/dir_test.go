@@ -47,6 +47,18 @@ func startShell(t *testing.T) *shell {
 	return sh
 }
 
+// shellDir starts a shell and opens its Dir, closed when the test ends.
+func shellDir(t *testing.T) (*shell, *Dir) {
+	t.Helper()
+	sh := startShell(t)
+	d, err := OpenDir(sh.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return sh, d
+}
+
 func (s *shell) run(t *testing.T, line string) {
 	t.Helper()
 	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
@@ -61,13 +73,8 @@ func (s *shell) run(t *testing.T, line string) {
 // TestDirMatchesReadX checks that every Dir read gives what the ReadX
 // function of the same file gives, read after read.
 func TestDirMatchesReadX(t *testing.T) {
-	sh := startShell(t)
+	sh, d := shellDir(t)
 	pid := sh.cmd.Process.Pid
-	d, err := OpenDir(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	if d.PID() != pid {
 		t.Errorf("PID() = %d, want %d", d.PID(), pid)
 	}
@@ -105,13 +112,8 @@ func TestDirMatchesReadX(t *testing.T) {
 // show the process as it is now: its state, limits, cwd and fd table
 // changed, then its address space replaced by execve.
 func TestDirReadsAfresh(t *testing.T) {
-	sh := startShell(t)
+	sh, d := shellDir(t)
 	pid := sh.cmd.Process.Pid
-	d, err := OpenDir(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	if err := os.WriteFile(b, []byte("0123456789"), 0o644); err != nil {
@@ -228,12 +230,8 @@ func TestDirReadsAfresh(t *testing.T) {
 // TestDirProcessGone checks that once the process has exited and been
 // reaped, every read fails with ErrNoProcess, and that Close is safe twice.
 func TestDirProcessGone(t *testing.T) {
-	sh := startShell(t)
+	sh, d := shellDir(t)
 	pid := sh.cmd.Process.Pid
-	d, err := OpenDir(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Hold every kind of descriptor first.
 	if _, err := d.Status(); err != nil {
 		t.Fatal(err)
