@@ -9,8 +9,9 @@
 // Task wraps one seized thread and offers the operations a checkpointer needs:
 // stop and resume, registers and extended state, signal mask and queued
 // signals, rseq configuration, memory access, and syscall injection
-// (Task.Inject) through a `syscall` instruction already present in the
-// tracee. ESRCH is reported as ErrTaskGone: the task exited or was killed.
+// (Injector) through a `syscall` instruction already present in the
+// tracee, optionally with a Lifeline that returns the tracee to where it
+// was should the tracer die between injected calls. ESRCH is reported as ErrTaskGone: the task exited or was killed.
 //
 // Lifecycle: NewTracer starts the thread; Close stops it after the caller has
 // detached from or killed every tracee. A Task does not own the thread; its

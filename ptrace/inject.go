@@ -15,18 +15,23 @@ import (
 // stop, where its registers can be replaced before it runs another user
 // instruction: the caller ends with SetRegs/Detach, or with another Syscall.
 //
-// While an Injector is in use all blockable signals are blocked (Block), so
-// that no handler runs between injected calls. Signals that cannot be
-// blocked and stop the task (SIGSTOP and friends) are suppressed and
-// recorded in Suppressed for the caller to send again.
+// Before the first call all blockable signals are blocked, so that no
+// handler runs between injected calls; the caller puts the mask back before
+// the registers. Signals that cannot be blocked and stop the task (SIGSTOP
+// and friends) are suppressed and recorded in Suppressed for the caller to
+// send again.
 type Injector struct {
 	Task      *Task
 	SyscallIP uint64
 	// Base are the registers the injected calls start from (segment
 	// registers, flags and fs_base must be sane).
 	Base unix.PtraceRegs
+	// SP, if not zero, is the stack pointer of every injected call: with
+	// SyscallIP at a Lifeline's `syscall; ret`, the address of its Frame.
+	SP uint64
 
 	Suppressed []unix.Signal
+	blocked    bool
 }
 
 // Syscall injects one system call and returns its raw return value
@@ -41,11 +46,23 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (int64, error) {
 	copy(a[:], args)
 	r := in.Base
 	r.Rip = in.SyscallIP
+	if in.SP != 0 {
+		r.Rsp = in.SP
+	}
 	r.Rax = nr
 	r.Orig_rax = ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 	if err := in.Task.SetRegs(r); err != nil {
 		return 0, err
+	}
+	if !in.blocked {
+		// Only now, with the registers pointing at the call: a task
+		// whose tracer dies from here on returns through its Lifeline,
+		// which restores the mask too.
+		if err := in.Task.SetSigMask(^uint64(0)); err != nil {
+			return 0, err
+		}
+		in.blocked = true
 	}
 	for phase := 0; phase < 2; {
 		if err := in.Task.Syscall(0); err != nil {
