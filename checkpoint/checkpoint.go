@@ -333,7 +333,11 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			tracker = o.Tracking.tracker
 		} else {
 			err = tr.Do(func() error {
-				s, err := stop(o.PID)
+				k, err := c.prepareStops()
+				if err != nil {
+					return err
+				}
+				s, err := stop(o.PID, k)
 				if err != nil {
 					return err
 				}
@@ -671,7 +675,7 @@ type ckpt struct {
 	img      image.Image
 	warnings []string
 	s        *stopped // the final stop
-	xsave    []byte   // receives the XSAVE area in the freeze
+	kit      *kit     // for the stops, prepared before the first
 	steps    freezeSteps
 	// kernelRelease and cmdline (informational) are read before the
 	// freeze, so that it does not pay for them.
@@ -713,9 +717,12 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	pid := c.opts.PID
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
-	c.xsave = touched(ptrace.MaxRegsetSize)
+	k, err := c.prepareStops()
+	if err != nil {
+		return err
+	}
 	faults := minorFaults() // before the stop: not a syscall more inside it
-	s, err := stop(pid)
+	s, err := stop(pid, k)
 	if err != nil {
 		return err
 	}
@@ -794,6 +801,10 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if st0, err = injectState(s, status); err != nil {
 			return err
 		}
+		// The registers, mask and stack as they were, before the copy.
+		if err := s.endInjection(); err != nil {
+			return err
+		}
 	}
 	res.StateReused = reuse
 	st0.apply(&img.Task, &img.MM)
@@ -830,7 +841,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	regs := func() error {
-		err := collectPtrace(s.task, &img.Task, c.xsave)
+		err := collectPtrace(s.task, &img.Task, c.kit.xsaveBuf())
 		c.steps.state = s.held()
 		return err
 	}
@@ -978,6 +989,19 @@ func growStack() byte {
 		b[i] = byte(i)
 	}
 	return b[len(b)/3]
+}
+
+// prepareStops prepares what the stops need (kit), once, while the target
+// runs.
+func (c *ckpt) prepareStops() (*kit, error) {
+	if c.kit == nil {
+		k, err := prepare(c.opts.PID)
+		if err != nil {
+			return nil, gone(c.opts.PID, err)
+		}
+		c.kit = k
+	}
+	return c.kit, nil
 }
 
 // touched returns n bytes whose pages have been written to: reading a

@@ -2,8 +2,10 @@ package checkpoint
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/crbpf/crbpf/procfs"
@@ -20,15 +22,54 @@ type stopped struct {
 	task *ptrace.Task
 	regs unix.PtraceRegs // as stopped, after the EINTR rewind
 	mask uint64
+	kit  *kit
 	in   *ptrace.Injector
 	at   time.Time // when the stop began
 
-	regsSaved, maskSaved bool
+	regsSaved bool
+
+	// While injecting the task may hold injected registers and a blocked
+	// mask; under are the stack bytes its lifeline frame covers, at
+	// underAt. suppressed are signals earlier injections held back.
+	injecting  bool
+	under      []byte
+	underAt    uint64
+	suppressed []unix.Signal
 }
 
-// stop seizes and stops pid. On error nothing is left changed.
-// Precondition: called on the tracer thread.
-func stop(pid int) (s *stopped, err error) {
+// kit is what stops need that can be prepared while the target runs.
+type kit struct {
+	// buf is scratch memory, touched: an XSAVE area and a chunk of the
+	// code findLifeline reads (faulting it in inside a stop cost 17 µs a
+	// page here).
+	buf []byte
+	// Where to inject from: the [vdso]'s `syscall` (or why there is none)
+	// and the task's lifeline, if it has one.
+	vdsoIP  uint64
+	vdsoErr error
+	life    ptrace.Lifeline
+}
+
+// prepare reads the target's maps and code to find where calls can be
+// injected from (0.3-1 ms here), before the stops that may inject.
+func prepare(pid int) (*kit, error) {
+	maps, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	k := &kit{buf: touched(ptrace.MaxRegsetSize + lifelineChunk)}
+	k.vdsoIP, k.vdsoErr = findSyscallInsn(pid, maps)
+	k.life = findLifeline(pid, maps, k.buf[ptrace.MaxRegsetSize:])
+	return k, nil
+}
+
+// xsaveBuf is where a stop reads the XSAVE area into.
+func (k *kit) xsaveBuf() []byte { return k.buf[:ptrace.MaxRegsetSize] }
+
+// stop seizes and stops pid. k is what prepare found (nil: it is
+// prepared when first needed, inside the stop). On error nothing is left
+// changed. Precondition: called on the tracer thread.
+func stop(pid int, k *kit) (s *stopped, err error) {
 	task, err := ptrace.Seize(pid, unix.PTRACE_O_TRACESYSGOOD)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -36,7 +77,7 @@ func stop(pid int) (s *stopped, err error) {
 		}
 		return nil, gone(pid, err)
 	}
-	s = &stopped{pid: pid, task: task}
+	s = &stopped{pid: pid, task: task, kit: k}
 	if err := s.interrupt(); err != nil {
 		return nil, errors.Join(gone(pid, err), s.detach())
 	}
@@ -54,33 +95,138 @@ func stop(pid int) (s *stopped, err error) {
 	if s.mask, err = task.SigMask(); err != nil {
 		return s, err
 	}
-	s.maskSaved = true
 	if err := s.rewindEINTR(); err != nil {
-		return s, err
-	}
-	if err := task.SetSigMask(^uint64(0)); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
 // injector returns the Injector of the stopped task, setting it up on first
-// use: a freeze that injects nothing does not pay for finding a syscall
-// instruction (a /proc/PID/maps read and a [vdso] read, ~0.5 ms here).
+// use; endInjection ends its use.
+//
+// Where the task's code has a ptrace.Lifeline and its stack room for the
+// frame, the calls run through it: if crbpf dies before endInjection
+// (SIGKILL), the task returns to where it was stopped by itself. Otherwise
+// they run from the [vdso]'s `syscall`, and a task whose tracer dies
+// mid-injection is lost.
 func (s *stopped) injector() (*ptrace.Injector, error) {
-	if s.in != nil {
+	if s.injecting {
 		return s.in, nil
 	}
-	maps, err := procfs.ReadMaps(s.pid)
-	if err != nil {
-		return nil, err
+	if s.kit == nil {
+		k, err := prepare(s.pid)
+		if err != nil {
+			return nil, err
+		}
+		s.kit = k
 	}
-	ip, err := findSyscallInsn(s.pid, maps)
-	if err != nil {
-		return nil, err
+	in := &ptrace.Injector{Task: s.task, Base: s.regs}
+	if s.kit.life.Complete() {
+		sp, err := s.writeFrame()
+		if err == nil {
+			in.SyscallIP, in.SP = s.kit.life.SyscallRet, sp
+		}
 	}
-	s.in = &ptrace.Injector{Task: s.task, SyscallIP: ip, Base: s.regs}
-	return s.in, nil
+	if in.SP == 0 {
+		if s.kit.vdsoErr != nil {
+			return nil, s.kit.vdsoErr
+		}
+		in.SyscallIP = s.kit.vdsoIP
+	}
+	s.in, s.injecting = in, true
+	return in, nil
+}
+
+// findLifeline reads the task's code in chunks of lifelineChunk bytes, at
+// most lifelineScan bytes in all.
+const (
+	lifelineChunk = 64 << 10
+	lifelineScan  = 64 << 20
+)
+
+// findLifeline looks for a ptrace.Lifeline in the task's code: its
+// read-only executable mappings, smallest first (the dynamic loader,
+// ~150 KiB, has both sequences). buf receives the code.
+func findLifeline(pid int, maps []procfs.Mapping, buf []byte) ptrace.Lifeline {
+	var code []procfs.Mapping
+	for _, m := range maps {
+		if m.Read && m.Exec && !m.Write && m.Name != "[vsyscall]" {
+			code = append(code, m)
+		}
+	}
+	slices.SortStableFunc(code, func(a, b procfs.Mapping) int { return cmp.Compare(a.Len(), b.Len()) })
+	var l ptrace.Lifeline
+	budget := uint64(lifelineScan)
+	for _, m := range code {
+		for at := m.Start; at < m.End; {
+			n := min(uint64(len(buf)), m.End-at)
+			if n > budget {
+				return l
+			}
+			budget -= n
+			got, err := ptrace.ReadMem(pid, at, buf[:n])
+			if err != nil {
+				break
+			}
+			if l.Find(buf[:got], at) {
+				return l
+			}
+			if uint64(got) < n || at+n == m.End {
+				break
+			}
+			at += n - 8 // a sequence across the chunks is found in the next
+		}
+	}
+	return l
+}
+
+// writeFrame writes the lifeline's frame below the task's stack pointer,
+// keeping the bytes it covers for endInjection; it returns the frame's
+// address.
+func (s *stopped) writeFrame() (uint64, error) {
+	life := &s.kit.life
+	if err := life.Check(s.pid); err != nil {
+		return 0, err
+	}
+	xs, err := s.task.Regset(unix.NT_X86_XSTATE, s.kit.xsaveBuf())
+	if err != nil {
+		return 0, err
+	}
+	r := s.regs
+	ptrace.FixRestart(&r, true) // what resume sets
+	addr, frame, err := life.Frame(r, s.mask, xs)
+	if err != nil {
+		return 0, err
+	}
+	under := make([]byte, len(frame))
+	if n, err := ptrace.ReadMem(s.pid, addr, under); err != nil || n != len(under) {
+		return 0, fmt.Errorf("read the stack under the frame (%d of %d bytes): %v", n, len(under), err)
+	}
+	if err := ptrace.WriteMem(s.pid, addr, frame); err != nil {
+		return 0, errors.Join(err, ptrace.WriteMem(s.pid, addr, under))
+	}
+	s.under, s.underAt = under, addr
+	return addr, nil
+}
+
+// endInjection puts back the signal mask, then the registers, then the
+// stack bytes under the frame: in this order a tracer that dies at any
+// point leaves a task that returns as it was. A no-op when not injecting.
+func (s *stopped) endInjection() error {
+	if !s.injecting {
+		return nil
+	}
+	s.injecting = false
+	s.suppressed = append(s.suppressed, s.in.Suppressed...)
+	s.in = nil
+	r := s.regs
+	ptrace.FixRestart(&r, true)
+	err := errors.Join(s.task.SetSigMask(s.mask), s.task.SetRegs(r))
+	if s.under != nil {
+		err = errors.Join(err, ptrace.WriteMem(s.pid, s.underAt, s.under))
+		s.under = nil
+	}
+	return err
 }
 
 // interrupt stops the seized task and waits for the interrupt stop,
@@ -163,13 +309,12 @@ func (s *stopped) resume() error {
 		return nil
 	}
 	var errs []error
-	if s.regsSaved {
+	if s.injecting {
+		errs = append(errs, s.endInjection())
+	} else if s.regsSaved {
 		r := s.regs
 		ptrace.FixRestart(&r, true)
 		errs = append(errs, s.task.SetRegs(r))
-	}
-	if s.maskSaved {
-		errs = append(errs, s.task.SetSigMask(s.mask))
 	}
 	errs = append(errs, s.detach())
 	return errors.Join(errs...)
@@ -186,10 +331,12 @@ func (s *stopped) detach() error {
 	}
 	s.task = nil
 	if s.in != nil {
-		for _, sig := range s.in.Suppressed {
-			if e := unix.Tgkill(s.pid, s.pid, sig); e != nil && !errors.Is(e, unix.ESRCH) {
-				err = errors.Join(err, fmt.Errorf("send %v again to %d: %w", sig, s.pid, e))
-			}
+		s.suppressed = append(s.suppressed, s.in.Suppressed...)
+		s.in = nil
+	}
+	for _, sig := range s.suppressed {
+		if e := unix.Tgkill(s.pid, s.pid, sig); e != nil && !errors.Is(e, unix.ESRCH) {
+			err = errors.Join(err, fmt.Errorf("send %v again to %d: %w", sig, s.pid, e))
 		}
 	}
 	return err

@@ -24,7 +24,7 @@ type uffdTracker struct {
 // target's copy (a second injected call), so the target's fd table is
 // unchanged. crbpf closing its copy, or dying, removes all protection.
 // Precondition: called on the tracer thread with s stopped.
-func armTracking(s *stopped) (t *uffdTracker, err error) {
+func armTracking(s *stopped) (*uffdTracker, error) {
 	inj, err := s.injector()
 	if err != nil {
 		return nil, err
@@ -36,19 +36,28 @@ func armTracking(s *stopped) (t *uffdTracker, err error) {
 		}
 		return nil, err
 	}
-	defer func() {
-		if _, cerr := inj.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
 	pidfd, err := unix.PidfdOpen(s.pid, 0)
+	fd := -1
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", s.pid, os.NewSyscallError("pidfd_open", err))
+		err = fmt.Errorf("pidfd_open %d: %w", s.pid, os.NewSyscallError("pidfd_open", err))
+	} else {
+		fd, err = unix.PidfdGetfd(pidfd, int(tfd), 0)
+		unix.Close(pidfd)
+		if err != nil {
+			fd = -1
+			err = fmt.Errorf("pidfd_getfd of pid %d fd %d: %w", s.pid, tfd, os.NewSyscallError("pidfd_getfd", err))
+		}
 	}
-	fd, err := unix.PidfdGetfd(pidfd, int(tfd), 0)
-	unix.Close(pidfd)
+	// At once: were crbpf to die before this call, the target would keep
+	// the descriptor.
+	if _, cerr := inj.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, errors.Join(err, cerr)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_getfd of pid %d fd %d: %w", s.pid, tfd, os.NewSyscallError("pidfd_getfd", err))
+		return nil, err
 	}
 	wp, err := dirty.NewWP(fd) // owns fd, closes it on error
 	if err != nil {

@@ -1,0 +1,234 @@
+package checkpoint
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crbpf/crbpf/internal/testutil"
+	"github.com/crbpf/crbpf/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// helperEnv makes the test binary a tracer of another process (a test's
+// targets are children the os/exec reaper waits for, which would take the
+// tracer's ptrace stops): see tracerHelper.
+const helperEnv = "CRBPF_TEST_TRACER"
+
+func TestMain(m *testing.M) {
+	if arg := os.Getenv(helperEnv); arg != "" {
+		if err := tracerHelper(arg); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// tracerHelper ("MODE PID") stops PID as a checkpoint does and injects two
+// calls. Modes "die" and "die-vdso" then print "injected" with how they
+// injected and wait to be killed, leaving the task at the last call's
+// syscall-exit stop with the injected registers and all signals blocked;
+// "die-vdso" forgoes the lifeline. Mode "end" ends the injection, checks
+// that registers, mask and the stack under the red zone are as they were,
+// resumes the task and prints "ok".
+func tracerHelper(arg string) error {
+	f := strings.Fields(arg)
+	if len(f) != 2 {
+		return fmt.Errorf("%s=%q: want MODE PID", helperEnv, arg)
+	}
+	mode := f[0]
+	pid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return err
+	}
+	tr := ptrace.NewTracer()
+	return tr.Do(func() error {
+		k, err := prepare(pid)
+		if err != nil {
+			return err
+		}
+		if mode == "die-vdso" {
+			k.life = ptrace.Lifeline{}
+		} else if !k.life.Complete() {
+			return fmt.Errorf("no lifeline found in the target (a glibc program)")
+		}
+		s, err := stop(pid, k)
+		if err != nil {
+			return err
+		}
+		defer s.resume()
+		below := make([]byte, 16<<10)
+		at := s.regs.Rsp - 128 - uint64(len(below))
+		if _, err := ptrace.ReadMem(pid, at, below); err != nil {
+			return err
+		}
+		in, err := s.injector()
+		if err != nil {
+			return err
+		}
+		if mode != "die-vdso" && (in.SP < at || in.SP >= s.regs.Rsp-128) {
+			return fmt.Errorf("injector stack pointer %#x, want a frame in [%#x, %#x)", in.SP, at, s.regs.Rsp-128)
+		}
+		if got, err := in.Call("getpid", unix.SYS_GETPID); err != nil || int(got) != pid {
+			return fmt.Errorf("injected getpid: %d, %v", got, err)
+		}
+		if _, err := in.Call("brk(0)", unix.SYS_BRK, 0); err != nil {
+			return err
+		}
+		if mode != "end" {
+			fmt.Printf("injected sp=%#x ip=%#x\n", in.SP, in.SyscallIP)
+			select {}
+		}
+		if err := s.endInjection(); err != nil {
+			return err
+		}
+		after := make([]byte, len(below))
+		if _, err := ptrace.ReadMem(pid, at, after); err != nil {
+			return err
+		}
+		if !bytes.Equal(after, below) {
+			return fmt.Errorf("the stack under the red zone differs after the injection")
+		}
+		regs, err := s.task.Regs()
+		if err != nil {
+			return err
+		}
+		mask, err := s.task.SigMask()
+		if err != nil {
+			return err
+		}
+		if regs != s.regs || mask != s.mask {
+			return fmt.Errorf("after the injection: regs %+v mask %#x, want %+v %#x", regs, mask, s.regs, s.mask)
+		}
+		fmt.Println("ok")
+		return nil
+	})
+}
+
+// startHelper runs tracerHelper in a new process and returns it with the
+// first line it printed.
+func startHelper(t *testing.T, mode string, pid int) (*exec.Cmd, string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", helperEnv, mode, pid))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("tracer helper (%s): %q, %v", mode, line, err)
+	}
+	return cmd, strings.TrimSpace(line)
+}
+
+// TestLifeline kills a tracer between two injected calls (SIGKILL, as when
+// crbpf is killed in the arming stop) and checks that the target returns to
+// where it was stopped with every register, its FPU/AVX state, signal mask
+// and alternate signal stack as they were. Without the lifeline (the [vdso]
+// `syscall`) the same death must break the target: else this test could not
+// tell.
+func TestLifeline(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "testdata/lifeline.c", "-mavx2")
+	for _, mode := range []string{"lifeline", "vdso"} {
+		t.Run(mode, func(t *testing.T) {
+			tg := testutil.StartTarget(t, bin)
+			tg.WaitLine(t, "ready", testutil.DefaultTimeout)
+
+			helper := "die"
+			if mode == "vdso" {
+				helper = "die-vdso"
+			}
+			cmd, line := startHelper(t, helper, tg.PID)
+			if !strings.HasPrefix(line, "injected") {
+				t.Fatalf("tracer helper: %s", line)
+			}
+			t.Logf("tracer helper: %s", line)
+			// TracerPid is the tracing thread.
+			st, err := testutil.Status(tg.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tracer, err := testutil.Status(atoi(t, st["TracerPid"]))
+			if err != nil || tracer["Tgid"] != strconv.Itoa(cmd.Process.Pid) {
+				t.Fatalf("target's tracer is thread %s of %q (err %v), want the helper %d", st["TracerPid"], tracer["Tgid"], err, cmd.Process.Pid)
+			}
+
+			cmd.Process.Kill()
+			cmd.Wait()
+			// Pending until the target's mask is its own again. Without a
+			// lifeline the target may be gone already.
+			if err := unix.Kill(tg.PID, unix.SIGTERM); err != nil && mode != "vdso" {
+				t.Fatal(err)
+			}
+			if mode == "vdso" {
+				// Broken one way or another: killed, a register check
+				// failing, or spinning on with SIGTERM blocked.
+				deadline := time.Now().Add(2 * time.Second)
+				for !tg.Exited() && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !tg.Exited() {
+					t.Logf("without a lifeline: the target did not end\n%s", tg.Log())
+				} else if code := tg.Wait(t, testutil.DefaultTimeout); code == 0 {
+					t.Fatalf("the target survived a tracer dying without a lifeline; this test cannot see a broken one\n%s", tg.Log())
+				} else {
+					t.Logf("without a lifeline: the target exited %d\n%s", code, tg.Log())
+				}
+				return
+			}
+			code := tg.Wait(t, testutil.DefaultTimeout)
+			if code != 0 {
+				t.Fatalf("target exited %d after its tracer died mid-injection\n%s", code, tg.Log())
+			}
+		})
+	}
+}
+
+// TestInjectionLeavesStack injects through the lifeline, ends the injection
+// and checks (in the tracer) that the target's registers, mask and the stack
+// under its red zone, where the frame was, are as they were at the stop;
+// then that the target runs on and passes its own checks.
+func TestInjectionLeavesStack(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "testdata/lifeline.c", "-mavx2")
+	tg := testutil.StartTarget(t, bin)
+	tg.WaitLine(t, "ready", testutil.DefaultTimeout)
+	cmd, line := startHelper(t, "end", tg.PID)
+	if line != "ok" {
+		t.Fatalf("tracer helper: %s", line)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tracer helper: %v", err)
+	}
+	tg.Signal(t, unix.SIGTERM)
+	if code := tg.Wait(t, testutil.DefaultTimeout); code != 0 {
+		t.Fatalf("target exited %d after the injection\n%s", code, tg.Log())
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
