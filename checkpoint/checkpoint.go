@@ -865,10 +865,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		}
 	}
 	res.FinalDirtyPages = st.DirtyPages + st.NewPages
-	saved := s.regs
-	if err := fixRseq(pid, img.Task.Rseq, &saved); err != nil {
-		return err
-	}
+	saved := s.regs // moved out of an rseq critical section by stop
 	if saved.Orig_rax == unix.SYS_RESTART_SYSCALL && c.restartOf.ip == saved.Rip && c.restartOf.nr != 0 {
 		// Stopped again in the restart_syscall that resumed the call the
 		// arming stop interrupted: a new process has no restart block, so it

@@ -20,7 +20,7 @@ import (
 type stopped struct {
 	pid  int
 	task *ptrace.Task
-	regs unix.PtraceRegs // as stopped, after the EINTR rewind
+	regs unix.PtraceRegs // as stopped, after the EINTR rewind and rseq abort
 	mask uint64
 	kit  *kit
 	in   *ptrace.Injector
@@ -96,6 +96,15 @@ func stop(pid int, k *kit) (s *stopped, err error) {
 		return s, err
 	}
 	if err := s.rewindEINTR(); err != nil {
+		return s, err
+	}
+	// Now, before an injected call's return has the kernel clear the
+	// section's pointer.
+	rc, err := task.Rseq()
+	if err != nil {
+		return s, err
+	}
+	if err := rseqAbort(pid, rc.Addr, &s.regs); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 }
 
 // tracerHelper ("MODE PID") stops PID as a checkpoint does and injects two
-// calls. Modes "die" and "die-vdso" then print "injected" with how they
+// calls. Mode "inject" then resumes the task and prints "ok". Modes "die"
+// and "die-vdso" print "injected" with how they
 // injected and wait to be killed, leaving the task at the last call's
 // syscall-exit stop with the injected registers and all signals blocked;
 // "die-vdso" forgoes the lifeline. Mode "end" ends the injection, checks
@@ -83,7 +84,14 @@ func tracerHelper(arg string) error {
 		if _, err := in.Call("brk(0)", unix.SYS_BRK, 0); err != nil {
 			return err
 		}
-		if mode != "end" {
+		switch mode {
+		case "inject":
+			if err := s.resume(); err != nil {
+				return err
+			}
+			fmt.Println("ok")
+			return nil
+		case "die", "die-vdso":
 			fmt.Printf("injected sp=%#x ip=%#x\n", in.SP, in.SyscallIP)
 			select {}
 		}
@@ -231,4 +239,35 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestRseqAbort stops a target inside an rseq critical section, injects
+// calls and resumes it, normally and by the lifeline after the tracer's
+// death: it must resume at the section's abort handler, as from a
+// preemption. Resumed in the middle of the section instead, it finds that
+// the kernel cleared its rseq_cs pointer during the injected calls (their
+// returns were outside the section), so no later preemption would abort it.
+func TestRseqAbort(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "testdata/rseqcs.c")
+	for _, mode := range []string{"inject", "die"} {
+		t.Run(mode, func(t *testing.T) {
+			tg := testutil.StartTarget(t, bin)
+			tg.WaitLine(t, "ready", testutil.DefaultTimeout)
+			cmd, line := startHelper(t, mode, tg.PID)
+			if !strings.HasPrefix(line, "ok") && !strings.HasPrefix(line, "injected") {
+				t.Fatalf("tracer helper: %s", line)
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+			// Resumed mid-section, it says so at once and exits.
+			unix.Kill(tg.PID, unix.SIGUSR1)
+			if got := tg.NextLine(t, testutil.DefaultTimeout); got != "completed" {
+				t.Fatalf("target: %q, want completed\n%s", got, tg.Log())
+			}
+			if code := tg.Wait(t, testutil.DefaultTimeout); code != 0 {
+				t.Fatalf("target exited %d\n%s", code, tg.Log())
+			}
+		})
+	}
 }

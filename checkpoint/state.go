@@ -250,15 +250,18 @@ func pending(task *ptrace.Task, shared bool) ([]image.Siginfo, error) {
 	return out, nil
 }
 
-// fixRseq moves an instruction pointer that is inside the thread's current
-// rseq critical section to the section's abort handler, as the kernel would
-// on preemption; a new process would otherwise resume mid-section.
-func fixRseq(pid int, rs *image.Rseq, regs *unix.PtraceRegs) error {
-	if rs == nil {
+// rseqAbort moves an instruction pointer that is inside the thread's
+// current rseq critical section (its rseq area at area, 0 for none) to the
+// section's abort handler, as the kernel does to a preempted task; a task
+// resumed mid-section after injected calls (on whose returns the kernel
+// found it outside the section and cleared its rseq_cs), or a new process,
+// would otherwise run on in it.
+func rseqAbort(pid int, area uint64, regs *unix.PtraceRegs) error {
+	if area == 0 {
 		return nil
 	}
 	var b [8]byte
-	if _, err := ptrace.ReadMem(pid, rs.Addr+8, b[:]); err != nil {
+	if _, err := ptrace.ReadMem(pid, area+8, b[:]); err != nil {
 		return fmt.Errorf("read rseq area: %w", err)
 	}
 	csPtr := le.Uint64(b[:])
