@@ -271,3 +271,40 @@ func TestRseqAbort(t *testing.T) {
 		})
 	}
 }
+
+// TestLifelineInSyscall is TestLifeline for targets stopped inside a
+// blocking call, which the lifeline's return must restart: a read (which
+// asks for a plain restart) and a sleep (restart_syscall, which continues
+// it).
+func TestLifelineInSyscall(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Run("read", func(t *testing.T) {
+		tg := testutil.StartTarget(t, "cat")
+		testutil.WaitBlocked(t, tg.PID, unix.SYS_READ, testutil.DefaultTimeout)
+		killHelperMidInjection(t, tg.PID)
+		tg.WriteStdin(t, "still here\n")
+		if got := tg.NextLine(t, testutil.DefaultTimeout); got != "still here" {
+			t.Fatalf("cat wrote %q after its tracer died mid-injection\n%s", got, tg.Log())
+		}
+	})
+	t.Run("sleep", func(t *testing.T) {
+		tg := testutil.StartTarget(t, "sleep", "1")
+		testutil.WaitBlocked(t, tg.PID, unix.SYS_CLOCK_NANOSLEEP, testutil.DefaultTimeout)
+		killHelperMidInjection(t, tg.PID)
+		if code := tg.Wait(t, testutil.DefaultTimeout); code != 0 {
+			t.Fatalf("sleep exited %d after its tracer died mid-injection\n%s", code, tg.Log())
+		}
+	})
+}
+
+// killHelperMidInjection runs tracerHelper "die" on pid and kills it
+// between its injected calls.
+func killHelperMidInjection(t *testing.T, pid int) {
+	t.Helper()
+	cmd, line := startHelper(t, "die", pid)
+	if !strings.HasPrefix(line, "injected") {
+		t.Fatalf("tracer helper: %s", line)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+}
