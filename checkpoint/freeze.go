@@ -201,9 +201,7 @@ func (s *stopped) writeFrame() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	r := s.regs
-	ptrace.FixRestart(&r, true) // what resume sets
-	addr, frame, err := life.Frame(r, s.mask, xs)
+	addr, frame, err := life.Frame(s.resumeRegs(), s.mask, xs)
 	if err != nil {
 		return 0, err
 	}
@@ -228,9 +226,7 @@ func (s *stopped) endInjection() error {
 	s.injecting = false
 	s.suppressed = append(s.suppressed, s.in.Suppressed...)
 	s.in = nil
-	r := s.regs
-	ptrace.FixRestart(&r, true)
-	err := errors.Join(s.task.SetSigMask(s.mask), s.task.SetRegs(r))
+	err := errors.Join(s.task.SetSigMask(s.mask), s.task.SetRegs(s.resumeRegs()))
 	if s.under != nil {
 		err = errors.Join(err, ptrace.WriteMem(s.pid, s.underAt, s.under))
 		s.under = nil
@@ -311,6 +307,14 @@ func findSyscallInsn(pid int, maps []procfs.Mapping) (uint64, error) {
 // held is how long the target has been stopped.
 func (s *stopped) held() time.Duration { return time.Since(s.at) }
 
+// resumeRegs are the registers the task runs on with: as stopped, with an
+// interrupted call set to restart as the kernel would have.
+func (s *stopped) resumeRegs() unix.PtraceRegs {
+	r := s.regs
+	ptrace.FixRestart(&r, true)
+	return r
+}
+
 // resume puts the registers and signal mask back and detaches; the target
 // runs on as if never stopped. Safe to call twice.
 func (s *stopped) resume() error {
@@ -321,9 +325,7 @@ func (s *stopped) resume() error {
 	if s.injecting {
 		errs = append(errs, s.endInjection())
 	} else if s.regsSaved {
-		r := s.regs
-		ptrace.FixRestart(&r, true)
-		errs = append(errs, s.task.SetRegs(r))
+		errs = append(errs, s.task.SetRegs(s.resumeRegs()))
 	}
 	errs = append(errs, s.detach())
 	return errors.Join(errs...)

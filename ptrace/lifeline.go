@@ -18,8 +18,9 @@ import (
 // from a `syscall; ret` sequence found in the task's own code, with the
 // stack pointer at an rt_sigreturn frame written below the task's red zone
 // (Frame): a task left alone returns from the call into a sigreturn
-// trampoline (`mov $15, %rax; syscall`, which every glibc, musl and Go
-// binary carries for its signal handlers), and rt_sigreturn restores its
+// trampoline (`mov $15, %rax; syscall`, which runtimes carry for their
+// signal handlers: glibc's loader and libc, and Go binaries, have both
+// sequences), and rt_sigreturn restores its
 // registers, signal mask and XSAVE state from the frame, as after a signal
 // handler. The frame takes the room a signal delivered at the same point
 // would take; its caller saves the bytes it covers and puts them back.
