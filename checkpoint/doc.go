@@ -9,8 +9,10 @@
 // armed (Options.Tracking).
 //
 // Invariant: once the target is seized, every return path puts its
-// registers, signal mask and address space back (the scratch page injected
-// to read state is unmapped) and detaches, whatever failed; cleanup errors
+// registers, signal mask, stack and address space back (what injected
+// calls used as scratch is restored or unmapped) and detaches, whatever
+// failed; if crbpf dies instead, the target returns by its ptrace.Lifeline
+// where it has one. Cleanup errors
 // are joined to the returned error. The target's safety beats the
 // checkpoint. State that crbpf cannot save is refused before the target is
 // touched, with an *UnsupportedError naming what is missing.

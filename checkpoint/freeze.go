@@ -29,9 +29,12 @@ type stopped struct {
 	regsSaved bool
 
 	// While injecting the task may hold injected registers and a blocked
-	// mask; under are the stack bytes its lifeline frame covers, at
-	// underAt. suppressed are signals earlier injections held back.
+	// mask. Injected calls write their results at scratchAt (0: none);
+	// under are the stack bytes the scratch area and the lifeline frame
+	// cover, at underAt. suppressed are signals earlier injections held
+	// back.
 	injecting  bool
+	scratchAt  uint64
 	under      []byte
 	underAt    uint64
 	suppressed []unix.Signal
@@ -130,16 +133,15 @@ func (s *stopped) injector() (*ptrace.Injector, error) {
 		s.kit = k
 	}
 	in := &ptrace.Injector{Task: s.task, Base: s.regs}
-	if s.kit.life.Complete() {
-		sp, err := s.writeFrame()
-		if err == nil {
-			in.SyscallIP, in.SP = s.kit.life.SyscallRet, sp
-		}
-	}
-	if in.SP == 0 {
-		if s.kit.vdsoErr != nil {
-			return nil, s.kit.vdsoErr
-		}
+	// Without room on the stack, injectState maps a scratch page and
+	// the calls go without a lifeline.
+	sp, _ := s.useStack()
+	switch {
+	case sp != 0:
+		in.SyscallIP, in.SP = s.kit.life.SyscallRet, sp
+	case s.kit.vdsoErr != nil:
+		return nil, errors.Join(s.kit.vdsoErr, s.putStack())
+	default:
 		in.SyscallIP = s.kit.vdsoIP
 	}
 	s.in, s.injecting = in, true
@@ -189,31 +191,54 @@ func findLifeline(pid int, maps []procfs.Mapping, buf []byte) ptrace.Lifeline {
 	return l
 }
 
-// writeFrame writes the lifeline's frame below the task's stack pointer,
-// keeping the bytes it covers for endInjection; it returns the frame's
-// address.
-func (s *stopped) writeFrame() (uint64, error) {
+// scratchSize is the room under the red zone (and the frame) where
+// injected calls write their results.
+const scratchSize = 256
+
+// useStack takes room below the task's red zone for the injection: the
+// lifeline's frame, if the task has a lifeline, and a scratch area under
+// it, keeping the bytes they cover for endInjection. It returns the frame's
+// address, 0 without a lifeline. A signal delivered at this point would
+// take as much room. On error nothing is written and neither is used.
+func (s *stopped) useStack() (sp uint64, err error) {
+	top := s.regs.Rsp - 128
+	sp, frame := s.lifelineFrame()
+	low := top - scratchSize
+	if frame != nil {
+		low = sp - scratchSize
+	}
+	if low > top { // wrapped around
+		return 0, fmt.Errorf("stack pointer %#x too low for injection", s.regs.Rsp)
+	}
+	under := make([]byte, top-low)
+	if n, err := ptrace.ReadMem(s.pid, low, under); err != nil || n != len(under) {
+		return 0, fmt.Errorf("read the stack under the red zone (%d of %d bytes): %v", n, len(under), err)
+	}
+	if frame != nil {
+		if err := ptrace.WriteMem(s.pid, sp, frame); err != nil {
+			return 0, errors.Join(err, ptrace.WriteMem(s.pid, low, under))
+		}
+	}
+	s.under, s.underAt, s.scratchAt = under, low, low
+	return sp, nil
+}
+
+// lifelineFrame returns the task's lifeline frame and where it goes, or
+// nothing if the task has no lifeline.
+func (s *stopped) lifelineFrame() (uint64, []byte) {
 	life := &s.kit.life
-	if err := life.Check(s.pid); err != nil {
-		return 0, err
+	if !life.Complete() || life.Check(s.pid) != nil {
+		return 0, nil
 	}
 	xs, err := s.task.Regset(unix.NT_X86_XSTATE, s.kit.xsaveBuf())
 	if err != nil {
-		return 0, err
+		return 0, nil
 	}
-	addr, frame, err := life.Frame(s.resumeRegs(), s.mask, xs)
+	sp, frame, err := life.Frame(s.resumeRegs(), s.mask, xs)
 	if err != nil {
-		return 0, err
+		return 0, nil
 	}
-	under := make([]byte, len(frame))
-	if n, err := ptrace.ReadMem(s.pid, addr, under); err != nil || n != len(under) {
-		return 0, fmt.Errorf("read the stack under the frame (%d of %d bytes): %v", n, len(under), err)
-	}
-	if err := ptrace.WriteMem(s.pid, addr, frame); err != nil {
-		return 0, errors.Join(err, ptrace.WriteMem(s.pid, addr, under))
-	}
-	s.under, s.underAt = under, addr
-	return addr, nil
+	return sp, frame
 }
 
 // endInjection puts back the signal mask, then the registers, then the
@@ -227,10 +252,16 @@ func (s *stopped) endInjection() error {
 	s.suppressed = append(s.suppressed, s.in.Suppressed...)
 	s.in = nil
 	err := errors.Join(s.task.SetSigMask(s.mask), s.task.SetRegs(s.resumeRegs()))
-	if s.under != nil {
-		err = errors.Join(err, ptrace.WriteMem(s.pid, s.underAt, s.under))
-		s.under = nil
+	return errors.Join(err, s.putStack())
+}
+
+// putStack puts back the stack bytes useStack covered.
+func (s *stopped) putStack() error {
+	if s.under == nil {
+		return nil
 	}
+	err := ptrace.WriteMem(s.pid, s.underAt, s.under)
+	s.under, s.scratchAt = nil, 0
 	return err
 }
 

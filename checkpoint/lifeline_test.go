@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crbpf/crbpf/internal/testutil"
+	"github.com/crbpf/crbpf/procfs"
 	"github.com/crbpf/crbpf/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,8 @@ func TestMain(m *testing.M) {
 // syscall-exit stop with the injected registers and all signals blocked;
 // "die-vdso" forgoes the lifeline. Mode "end" ends the injection, checks
 // that registers, mask and the stack under the red zone are as they were,
-// resumes the task and prints "ok".
+// resumes the task and prints "ok". Mode "state" reads the task state
+// checkpoints inject for and prints part of it (injectAndPrintState).
 func tracerHelper(arg string) error {
 	f := strings.Fields(arg)
 	if len(f) != 2 {
@@ -66,6 +68,9 @@ func tracerHelper(arg string) error {
 			return err
 		}
 		defer s.resume()
+		if mode == "state" {
+			return injectAndPrintState(s)
+		}
 		below := make([]byte, 16<<10)
 		at := s.regs.Rsp - 128 - uint64(len(below))
 		if _, err := ptrace.ReadMem(pid, at, below); err != nil {
@@ -307,4 +312,56 @@ func killHelperMidInjection(t *testing.T, pid int) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
+}
+
+// injectAndPrintState reads the stopped task's state as a checkpoint does
+// and prints "stack=BYTES lifeline=BOOL altstack=SIZE handlers=N".
+func injectAndPrintState(s *stopped) error {
+	status, err := procfs.ReadStatus(s.pid)
+	if err != nil {
+		return err
+	}
+	st, err := injectState(s, status)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("stack=%d lifeline=%v altstack=%d handlers=%d\n", len(s.under), s.in.SP != 0,
+		st.task.SigAltStack.Size, len(st.task.SigActions))
+	return s.endInjection()
+}
+
+// TestInjectOnTinyStack reads the state of a target that runs on a stack
+// with no room under its stack pointer: the injected calls go without a
+// lifeline and write into a page mapped for them, which is gone again
+// after.
+func TestInjectOnTinyStack(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "testdata/tinystack.c")
+	tg := testutil.StartTarget(t, bin)
+	tg.WaitLine(t, "ready", testutil.DefaultTimeout)
+	before, err := procfs.ReadMaps(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, line := startHelper(t, "state", tg.PID)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tracer helper: %s: %v", line, err)
+	}
+	if want := "stack=0 lifeline=false altstack=65536 handlers=1"; line != want {
+		t.Errorf("tracer helper: %q, want %q", line, want)
+	}
+	after, err := procfs.ReadMaps(tg.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("the target has %d mappings after the injection, %d before", len(after), len(before))
+	}
+	tg.Signal(t, unix.SIGTERM)
+	if got := tg.NextLine(t, testutil.DefaultTimeout); got != "ok" {
+		t.Fatalf("target: %q, want ok\n%s", got, tg.Log())
+	}
+	if code := tg.Wait(t, testutil.DefaultTimeout); code != 0 {
+		t.Fatalf("target exited %d\n%s", code, tg.Log())
+	}
 }

@@ -21,9 +21,10 @@ const (
 
 var le = binary.LittleEndian
 
-// scratch is a page mapped into the target to receive what injected calls
-// write (sigaction, stack_t, itimerval...). It is unmapped before the target
-// runs again.
+// scratch is where injected calls write what they return (sigaction,
+// stack_t, itimerval...): room on the target's stack under its red zone,
+// put back before the target runs again, or else a page mapped into it for
+// the occasion.
 type scratch struct {
 	pid  int
 	addr uint64
@@ -36,7 +37,7 @@ func (s scratch) read(n int) ([]byte, error) {
 		return nil, err
 	}
 	if got != n {
-		return nil, fmt.Errorf("read scratch page: short read %d of %d", got, n)
+		return nil, fmt.Errorf("read scratch: short read %d of %d", got, n)
 	}
 	return buf, nil
 }
@@ -54,28 +55,31 @@ func (in *injected) apply(t *image.Task, mm *image.MM) {
 	mm.Brk = in.brk
 }
 
-// injectState reads it through a scratch page mapped into the stopped
-// target for the occasion. Precondition: tracer thread, s stopped.
-func injectState(s *stopped, status *procfs.Status) (*injected, error) {
+// injectState reads it through calls injected into the stopped target.
+// Precondition: tracer thread, s stopped.
+func injectState(s *stopped, status *procfs.Status) (res *injected, err error) {
 	inj, err := s.injector()
 	if err != nil {
 		return nil, err
 	}
-	addr, err := inj.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
-	if err != nil {
-		return nil, err
+	addr := s.scratchAt
+	if addr == 0 {
+		if addr, err = inj.Call("mmap scratch page", unix.SYS_MMAP, 0, image.PageSize,
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if _, uerr := inj.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); uerr != nil {
+				res, err = nil, errors.Join(err, uerr)
+			}
+		}()
 	}
 	var in injected
 	var mm image.MM
-	injErr := collectInjected(inj, scratch{pid: s.pid, addr: addr}, status, &in.task, &mm)
+	if err = collectInjected(inj, scratch{pid: s.pid, addr: addr}, status, &in.task, &mm); err != nil {
+		return nil, err
+	}
 	in.brk = mm.Brk
-	if _, err := inj.Call("munmap scratch page", unix.SYS_MUNMAP, addr, image.PageSize); err != nil {
-		return nil, errors.Join(injErr, err)
-	}
-	if injErr != nil {
-		return nil, injErr
-	}
 	return &in, nil
 }
 
