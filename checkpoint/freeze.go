@@ -120,7 +120,8 @@ func stop(pid int, k *kit) (s *stopped, err error) {
 // frame, the calls run through it: if crbpf dies before endInjection
 // (SIGKILL), the task returns to where it was stopped by itself. Otherwise
 // they run from the [vdso]'s `syscall`, and a task whose tracer dies
-// mid-injection is lost.
+// mid-injection is lost. The calls write their results under the frame
+// (scratchAt) where the stack has room (useStack).
 func (s *stopped) injector() (*ptrace.Injector, error) {
 	if s.injecting {
 		return s.in, nil
