@@ -98,7 +98,7 @@ func tracerHelper(arg string) error {
 			return nil
 		case "die", "die-vdso":
 			fmt.Printf("injected sp=%#x ip=%#x\n", in.SP, in.SyscallIP)
-			select {}
+			time.Sleep(time.Hour) // until killed (a pending timer keeps the deadlock detector quiet)
 		}
 		if err := s.endInjection(); err != nil {
 			return err
