@@ -383,7 +383,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if tracker != nil {
 		pt = tracker
 	}
-	bufs, err := precopy.NewBuffers()
+	bufs, err := precopy.NewBuffers(precopy.BufferSize(tgt.status.RssAnon + tgt.status.RssShmem))
 	if err != nil {
 		return nil, err
 	}

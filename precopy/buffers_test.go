@@ -11,11 +11,17 @@ import (
 	"unsafe"
 )
 
-// TestBuffers: two ChunkSize buffers on huge-page boundaries, apart,
-// writable, backed by huge pages where THP can be asked for, gone after
-// Close.
+// TestBuffers: two buffers of the size asked for on huge-page boundaries,
+// apart, writable, backed by huge pages where THP can be asked for, gone
+// after Close.
 func TestBuffers(t *testing.T) {
-	b, err := NewBuffers()
+	for _, size := range []int{ChunkSize, hugePage} {
+		t.Run(fmt.Sprint(size>>20, "MiB"), func(t *testing.T) { testBuffers(t, size) })
+	}
+}
+
+func testBuffers(t *testing.T, size int) {
+	b, err := NewBuffers(size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,14 +29,14 @@ func TestBuffers(t *testing.T) {
 	c := b.Chunks()
 	a0 := uintptr(unsafe.Pointer(&c[0][0]))
 	a1 := uintptr(unsafe.Pointer(&c[1][0]))
-	if len(c[0]) != ChunkSize || len(c[1]) != ChunkSize || cap(c[0]) != ChunkSize {
-		t.Fatalf("buffer sizes %d, %d (cap %d), want %d", len(c[0]), len(c[1]), cap(c[0]), ChunkSize)
+	if len(c[0]) != size || len(c[1]) != size || cap(c[0]) != size {
+		t.Fatalf("buffer sizes %d, %d (cap %d), want %d", len(c[0]), len(c[1]), cap(c[0]), size)
 	}
-	if a0%hugePage != 0 || a1 != a0+ChunkSize {
+	if a0%hugePage != 0 || a1 != a0+uintptr(size) {
 		t.Fatalf("buffers at %#x and %#x: want the first 2 MiB aligned, the second right after it", a0, a1)
 	}
-	c[0][ChunkSize-1], c[1][0] = 7, 9
-	if c[0][ChunkSize-1] != 7 || c[1][0] != 9 {
+	c[0][size-1], c[1][0] = 7, 9
+	if c[0][size-1] != 7 || c[1][0] != 9 {
 		t.Fatal("buffers overlap")
 	}
 
@@ -40,8 +46,8 @@ func TestBuffers(t *testing.T) {
 	}
 	huge := smapsField(t, a0, "AnonHugePages:")
 	t.Logf("THP %q; buffers' mapping: AnonHugePages %d kB", strings.TrimSpace(string(thp)), huge)
-	if !strings.Contains(string(thp), "[never]") && huge < ChunkSize/1024 {
-		t.Errorf("AnonHugePages %d kB, want at least %d kB (one buffer's worth)", huge, ChunkSize/1024)
+	if !strings.Contains(string(thp), "[never]") && huge < int64(size/1024) {
+		t.Errorf("AnonHugePages %d kB, want at least %d kB (one buffer's worth)", huge, size/1024)
 	}
 
 	if err := b.Close(); err != nil {
@@ -52,6 +58,26 @@ func TestBuffers(t *testing.T) {
 	}
 	if smapsField(t, a0, "Size:") != -1 {
 		t.Errorf("mapping at %#x still there after Close", a0)
+	}
+}
+
+func TestBufferSize(t *testing.T) {
+	for _, c := range []struct {
+		resident uint64
+		want     int
+	}{
+		{0, hugePage}, {1, hugePage}, {hugePage, hugePage}, {hugePage + 1, 2 * hugePage},
+		{10 << 20, 10 << 20}, {ChunkSize - 1, ChunkSize}, {ChunkSize, ChunkSize}, {8 << 30, ChunkSize},
+	} {
+		if got := BufferSize(c.resident); got != c.want {
+			t.Errorf("BufferSize(%d) = %d, want %d", c.resident, got, c.want)
+		}
+	}
+	for _, size := range []int{0, -hugePage, hugePage + 4096, 2 * ChunkSize} {
+		if b, err := NewBuffers(size); err == nil {
+			b.Close()
+			t.Errorf("NewBuffers(%d) did not fail", size)
+		}
 	}
 }
 

@@ -127,9 +127,14 @@ type Copier struct {
 	stats     *Stats
 }
 
-// NewCopier prepares copying pid's memory into w. tracker may be nil: then
-// a single Sync copies everything (the full-freeze path).
+// NewCopier prepares copying pid's memory into w, through bufs (two
+// buffers of one size, a multiple of the page size; see NewBuffers).
+// tracker may be nil: then a single Sync copies everything (the
+// full-freeze path).
 func NewCopier(pid int, w *writer.Writer, bufs [2][]byte, tracker Tracker) (*Copier, error) {
+	if n := len(bufs[0]); n == 0 || n%os.Getpagesize() != 0 || len(bufs[1]) != n {
+		return nil, fmt.Errorf("copy buffers of %d and %d bytes: want one size, a multiple of the page size", n, len(bufs[1]))
+	}
 	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
 	if err != nil {
 		return nil, fmt.Errorf("open pagemap of pid %d: %w", pid, err)
@@ -453,7 +458,7 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 		flags = 0
 	}
 	for addr := r.Start; addr < r.End; {
-		n := min(r.End-addr, ChunkSize)
+		n := min(r.End-addr, uint64(len(c.bufs[c.cur])))
 		buf := c.bufs[c.cur][:n]
 		staging := c.frozen && c.tracker != nil
 		if staging {
@@ -522,15 +527,16 @@ func (c *Copier) stageBuf(n uint64) ([]byte, error) {
 	if err := c.flush(); err != nil {
 		return nil, err
 	}
+	size := uint64(len(c.bufs[0]))
 	for {
 		off := c.stageUsed
-		if off < ChunkSize && off+n > ChunkSize {
-			off = ChunkSize // a chunk does not span the two buffers
+		if off < size && off+n > size {
+			off = size // a chunk does not span the two buffers
 		}
-		if off+n <= 2*ChunkSize {
+		if off+n <= 2*size {
 			c.stageUsed = off
-			b := c.bufs[off/ChunkSize]
-			off %= ChunkSize
+			b := c.bufs[off/size]
+			off %= size
 			return b[off : off+n], nil
 		}
 		if err := c.WriteStaged(); err != nil {

@@ -34,12 +34,18 @@ func mapPattern(t *testing.T, n int) ([]byte, uint64) {
 // tracker tr (nil: none); both are closed when the test ends.
 func newSelfCopier(t *testing.T, tr Tracker) *Copier {
 	t.Helper()
+	return newSelfCopierBuffers(t, tr, ChunkSize)
+}
+
+// newSelfCopierBuffers is newSelfCopier with copy buffers of size bytes.
+func newSelfCopierBuffers(t *testing.T, tr Tracker, size int) *Copier {
+	t.Helper()
 	w, err := writer.Create(filepath.Join(t.TempDir(), "img"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Abort() })
-	bufs, err := NewBuffers()
+	bufs, err := NewBuffers(size)
 	if err != nil {
 		t.Fatal(err)
 	}

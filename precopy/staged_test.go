@@ -156,3 +156,52 @@ func TestFrozenSyncStages(t *testing.T) {
 		t.Errorf("%d pages in the image, want %d", seen, n)
 	}
 }
+
+// TestSmallBuffers copies through 2 MiB buffers a mapping three times
+// their size: round 0 in chunks, then, with all of it written since, a
+// frozen Sync whose staging (both buffers) fills up and is written out
+// before it goes on. Every page reaches the image as last written.
+func TestSmallBuffers(t *testing.T) {
+	const n = 3 * hugePage / ps
+	m, addr := mapPattern(t, n)
+	all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
+	tr := &listTracker{}
+	c := newSelfCopierBuffers(t, tr, hugePage)
+	if st, err := c.Sync([]image.VMA{all}); err != nil || st.Pages != n {
+		t.Fatalf("round 0: %d pages copied, %v; want %d", st.Pages, err, n)
+	}
+	for i := range n {
+		for j := range ps {
+			m[i*ps+j] = byte(i%251 + 1)
+		}
+	}
+	tr.written = []Range{{addr, addr + n*ps}}
+	st, err := c.SyncFrozen([]image.VMA{all}, TrackingEnds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DirtyPages != n {
+		t.Errorf("frozen Sync: %d dirty pages, want %d", st.DirtyPages, n)
+	}
+	if err := c.WriteStaged(); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	table := crc32.MakeTable(crc32.Castagnoli)
+	page := make([]byte, ps)
+	for _, r := range runsOf(c, all) {
+		for k := range r.NPages {
+			p := (r.Addr-addr)/ps + k
+			for j := range page {
+				page[j] = byte(p%251 + 1)
+			}
+			if want := crc32.Checksum(page, table); r.CRC[k] != want {
+				t.Fatalf("page %d: CRC %#x, want %#x (the page as last written)", p, r.CRC[k], want)
+			}
+			got++
+		}
+	}
+	if got != n {
+		t.Errorf("%d pages in the image, want %d", got, n)
+	}
+}
