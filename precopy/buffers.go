@@ -31,14 +31,19 @@ type Buffers struct {
 	chunks [2][]byte
 }
 
+// MinBufferSize is the smallest BufferSize: the two buffers also stage the
+// pages of the final copy after pre-copy, and a target may grow during the
+// checkpoint; 16 MiB of staging holds a 10 ms final copy here.
+const MinBufferSize = 8 << 20
+
 // BufferSize is the size of each copy buffer for a target with resident
 // bytes of memory: ChunkSize, or less for a target that fits in less (in
-// whole huge pages). Touching two ChunkSize buffers cost a small target
-// 8-9 ms here, up to 0.4 s when the host backed them with memory it had
-// not handed out before.
+// whole huge pages, at least MinBufferSize). Touching two ChunkSize buffers
+// cost a small target 8-9 ms here, up to 0.4 s when the host backed them
+// with memory it had not handed out before.
 func BufferSize(resident uint64) int {
 	n := (resident + hugePage - 1) / hugePage * hugePage
-	return int(min(max(n, hugePage), ChunkSize))
+	return int(min(max(n, MinBufferSize), ChunkSize))
 }
 
 // NewBuffers maps and touches two copy buffers of size bytes each (a

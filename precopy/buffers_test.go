@@ -66,7 +66,7 @@ func TestBufferSize(t *testing.T) {
 		resident uint64
 		want     int
 	}{
-		{0, hugePage}, {1, hugePage}, {hugePage, hugePage}, {hugePage + 1, 2 * hugePage},
+		{0, MinBufferSize}, {1, MinBufferSize}, {MinBufferSize, MinBufferSize}, {MinBufferSize + 1, MinBufferSize + hugePage},
 		{10 << 20, 10 << 20}, {ChunkSize - 1, ChunkSize}, {ChunkSize, ChunkSize}, {8 << 30, ChunkSize},
 	} {
 		if got := BufferSize(c.resident); got != c.want {
