@@ -841,7 +841,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	regs := func() error {
-		err := collectPtrace(s.task, &img.Task, c.kit.xsaveBuf())
+		err := collectPtrace(s.task, s.rseq, &img.Task, c.kit.xsaveBuf())
 		c.steps.state = s.held()
 		return err
 	}

@@ -22,6 +22,7 @@ type stopped struct {
 	task *ptrace.Task
 	regs unix.PtraceRegs // as stopped, after the EINTR rewind and rseq abort
 	mask uint64
+	rseq ptrace.RseqConfig // the task's rseq registration
 	kit  *kit
 	in   *ptrace.Injector
 	at   time.Time // when the stop began
@@ -69,9 +70,9 @@ func prepare(pid int) (*kit, error) {
 // xsaveBuf is where a stop reads the XSAVE area into.
 func (k *kit) xsaveBuf() []byte { return k.buf[:ptrace.MaxRegsetSize] }
 
-// stop seizes and stops pid. k is what prepare found (nil: it is
-// prepared when first needed, inside the stop). On error nothing is left
-// changed. Precondition: called on the tracer thread.
+// stop seizes and stops pid. k is what prepare found, before the stop.
+// On error nothing is left changed. Precondition: called on the tracer
+// thread.
 func stop(pid int, k *kit) (s *stopped, err error) {
 	task, err := ptrace.Seize(pid, unix.PTRACE_O_TRACESYSGOOD)
 	if err != nil {
@@ -103,11 +104,10 @@ func stop(pid int, k *kit) (s *stopped, err error) {
 	}
 	// Now, before an injected call's return has the kernel clear the
 	// section's pointer.
-	rc, err := task.Rseq()
-	if err != nil {
+	if s.rseq, err = task.Rseq(); err != nil {
 		return s, err
 	}
-	if err := rseqAbort(pid, rc.Addr, &s.regs); err != nil {
+	if err := rseqAbort(pid, s.rseq.Addr, &s.regs); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -125,13 +125,6 @@ func stop(pid int, k *kit) (s *stopped, err error) {
 func (s *stopped) injector() (*ptrace.Injector, error) {
 	if s.injecting {
 		return s.in, nil
-	}
-	if s.kit == nil {
-		k, err := prepare(s.pid)
-		if err != nil {
-			return nil, err
-		}
-		s.kit = k
 	}
 	in := &ptrace.Injector{Task: s.task, Base: s.regs}
 	// Without room on the stack, injectState maps a scratch page and
@@ -373,10 +366,6 @@ func (s *stopped) detach() error {
 		err = nil
 	}
 	s.task = nil
-	if s.in != nil {
-		s.suppressed = append(s.suppressed, s.in.Suppressed...)
-		s.in = nil
-	}
 	for _, sig := range s.suppressed {
 		if e := unix.Tgkill(s.pid, s.pid, sig); e != nil && !errors.Is(e, unix.ESRCH) {
 			err = errors.Join(err, fmt.Errorf("send %v again to %d: %w", sig, s.pid, e))

@@ -196,10 +196,11 @@ func collectInjected(in *ptrace.Injector, sc scratch, status *procfs.Status, t *
 	return nil
 }
 
-// collectPtrace gathers what ptrace and plain syscalls report from outside.
-// Precondition: called on the tracer thread with the task stopped.
-// buf receives the XSAVE area (ptrace.MaxRegsetSize bytes).
-func collectPtrace(task *ptrace.Task, t *image.Task, buf []byte) error {
+// collectPtrace gathers what ptrace and plain syscalls report from outside,
+// with the rseq registration the stop read (rc). Precondition: called on
+// the tracer thread with the task stopped. buf receives the XSAVE area
+// (ptrace.MaxRegsetSize bytes).
+func collectPtrace(task *ptrace.Task, rc ptrace.RseqConfig, t *image.Task, buf []byte) error {
 	xs, err := task.Regset(unix.NT_X86_XSTATE, buf)
 	if err != nil {
 		return err
@@ -209,10 +210,6 @@ func collectPtrace(task *ptrace.Task, t *image.Task, buf []byte) error {
 		return err
 	}
 	if t.SharedPend, err = pending(task, true); err != nil {
-		return err
-	}
-	rc, err := task.Rseq()
-	if err != nil {
 		return err
 	}
 	if rc.Addr != 0 {
