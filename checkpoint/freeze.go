@@ -195,7 +195,7 @@ const scratchSize = 256
 // address, 0 without a lifeline. A signal delivered at this point would
 // take as much room. On error nothing is written and neither is used.
 func (s *stopped) useStack() (sp uint64, err error) {
-	top := s.regs.Rsp - 128
+	top := s.regs.Rsp - ptrace.RedZone
 	sp, frame := s.lifelineFrame()
 	low := top - scratchSize
 	if frame != nil {

@@ -72,7 +72,7 @@ func tracerHelper(arg string) error {
 			return injectAndPrintState(s)
 		}
 		below := make([]byte, 16<<10)
-		at := s.regs.Rsp - 128 - uint64(len(below))
+		at := s.regs.Rsp - ptrace.RedZone - uint64(len(below))
 		if _, err := ptrace.ReadMem(pid, at, below); err != nil {
 			return err
 		}
@@ -80,8 +80,8 @@ func tracerHelper(arg string) error {
 		if err != nil {
 			return err
 		}
-		if mode != "die-vdso" && (in.SP < at || in.SP >= s.regs.Rsp-128) {
-			return fmt.Errorf("injector stack pointer %#x, want a frame in [%#x, %#x)", in.SP, at, s.regs.Rsp-128)
+		if mode != "die-vdso" && (in.SP < at || in.SP >= s.regs.Rsp-ptrace.RedZone) {
+			return fmt.Errorf("injector stack pointer %#x, want a frame in [%#x, %#x)", in.SP, at, s.regs.Rsp-ptrace.RedZone)
 		}
 		if got, err := in.Call("getpid", unix.SYS_GETPID); err != nil || int(got) != pid {
 			return fmt.Errorf("injected getpid: %d, %v", got, err)

@@ -81,10 +81,13 @@ func (l *Lifeline) Check(pid int) error {
 	return fmt.Errorf("lifeline code at %#x is gone", l.Sigreturn)
 }
 
+// RedZone is the x86-64 ABI's 128 bytes under the stack pointer that a
+// function may use without moving it: nothing crbpf writes goes there.
+const RedZone = 128
+
 // Layout of the x86-64 rt_sigframe (arch/x86/include/asm/sigframe.h and
 // uapi/asm/sigcontext.h, ucontext.h).
 const (
-	redZone       = 128
 	frameUC       = 8                // after pretcode
 	ucStack       = frameUC + 16     // after uc_flags, uc_link
 	ucMcontext    = ucStack + 24     // stack_t
@@ -113,7 +116,7 @@ func (l *Lifeline) Frame(regs unix.PtraceRegs, mask uint64, xstate []byte) (addr
 	if len(xstate) < xstateMin {
 		return 0, nil, fmt.Errorf("XSAVE area of %d bytes", len(xstate))
 	}
-	top := regs.Rsp - redZone
+	top := regs.Rsp - RedZone
 	fp := (top - uint64(len(xstate)) - 4) &^ 63 // XRSTOR wants 64-byte alignment
 	addr = (fp - frameSize) &^ 15
 	if addr > top { // wrapped around
