@@ -75,7 +75,11 @@ func (t *uffdTracker) Track(start, end uint64) error {
 	if err := t.wp.Register(start, end); err != nil {
 		return err
 	}
-	t.tracked = append(t.tracked, dirty.Range{Start: start, End: end})
+	if n := len(t.tracked); n > 0 && t.tracked[n-1].End == start {
+		t.tracked[n-1].End = end // the next chunk of a mapping
+	} else {
+		t.tracked = append(t.tracked, dirty.Range{Start: start, End: end})
+	}
 	return t.wp.Protect(start, end)
 }
 

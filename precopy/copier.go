@@ -279,11 +279,28 @@ func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
 		// Nothing will scan it again: copying it is enough.
 		c.known.add(r.Start, r.End)
 	} else if c.tracker != nil && trackable(v.Kind) {
-		if err := c.tracker.Track(r.Start, r.End); err != nil {
-			c.untracked.add(r.Start, r.End)
-		} else {
-			c.known.add(r.Start, r.End)
+		// Track and copy a buffer's worth at a time: protecting a range
+		// rewrites its page table entries, which on this machine (a
+		// guest whose page tables the hypervisor shadows) stalls the
+		// running target. Protecting a 1 GiB mapping in one call took
+		// 17-32 ms and the target had a gap of 14-16 ms during it and
+		// one of 19-26 ms starting when it returned; 64 MiB chunks, each
+		// followed by its copy (~30 ms), took 0.5-2 ms each and left
+		// no gap over 11 ms. A chunk is protected before it is read, so
+		// a write just before its protection is in the copy.
+		step := uint64(len(c.bufs[0]))
+		for a := r.Start; a < r.End; a += step {
+			p := Range{a, min(a+step, r.End)}
+			if err := c.tracker.Track(p.Start, p.End); err != nil {
+				c.untracked.add(p.Start, r.End)
+				return c.copyWhole(v, Range{p.Start, r.End})
+			}
+			c.known.add(p.Start, p.End)
+			if err := c.copyWhole(v, p); err != nil {
+				return err
+			}
 		}
+		return nil
 	} else if c.tracker == nil {
 		c.known.add(r.Start, r.End)
 	} else {
