@@ -248,6 +248,18 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	// Tracking kept by the parent's checkpoint: no arming, and only what
 	// was written since is copied (pre-copy with one round, see below).
 	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
+	// With pre-copy everything up to the final stop runs beside the target
+	// and must not take its CPU: loading the eBPF programs, reserving the
+	// image (the page allocator's work for every page), the rounds. The
+	// stops boost the tracer thread (sched.Boost); a full freeze runs at
+	// crbpf's own priority. Loading and reserving at normal priority took
+	// the target's CPU for a tick (4 ms) at a time, every 20 ms, and cost it
+	// 11-20 ms gaps before the arming stop (1 GiB target).
+	unyield := func() {}
+	if o.Precopy != 0 || reuse {
+		unyield = sync.OnceFunc(sched.Yield())
+		defer unyield()
+	}
 	// Pre-copy's eBPF telemetry loads (50-80 ms) while the image's space is
 	// reserved (about 0.1 s per GiB on tmpfs).
 	var telemetry chan loadedTelemetry
@@ -341,6 +353,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 				if err != nil {
 					return err
 				}
+				unboost := sched.Boost()
 				c.restartOf = interruptedCall(s.regs)
 				if c.telemetry != nil {
 					err = c.snapshotState(s)
@@ -348,6 +361,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 				if err == nil {
 					tracker, err = armTracking(s)
 				}
+				unboost()
 				held := s.held()
 				err = errors.Join(err, s.resume())
 				o.Log.Debug("tracking armed", "pid", o.PID, "held", held, "err", err)
@@ -407,13 +421,9 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		cp.Continue(o.Tracking.known, data)
 	}
 	if tracker != nil {
-		// The rounds run beside the target: they must not take its CPUs
-		// (round 0 copies everything at full speed). The freeze, with the
-		// target stopped, runs at crbpf's own priority again.
-		restore := sched.Yield()
-		err := c.precopy(ctx, cp, res)
-		restore()
-		if err != nil {
+		// The rounds run beside the target, yielding (see unyield): round
+		// 0 copies everything at full speed.
+		if err := c.precopy(ctx, cp, res); err != nil {
 			return nil, err
 		}
 	}
@@ -427,6 +437,9 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		if err := w.Prefault(); err != nil {
 			return nil, err
 		}
+	}
+	if tracker == nil {
+		unyield()
 	}
 	if err := tr.Do(func() error { return c.frozen(ctx, cp, res) }); err != nil {
 		return nil, err
