@@ -86,14 +86,30 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 // keeps it until it blocks, so the Go runtime's other threads waking on
 // this 2-vCPU guest no longer push the freeze off its CPU for 0.1-0.5 ms
 // at a time. Without CAP_SYS_NICE, or where real-time time is not granted
-// (a cgroup with no RT budget), nothing changes. Call the returned restore
-// before the target runs again.
+// (a cgroup with no RT budget), a thread that yielded (SCHED_IDLE) gets
+// the normal class back for the stop, if that is allowed; otherwise nothing
+// changes. Call the returned restore before the target runs again.
 func Boost() (restore func()) {
-	undo, err := TryBoost()
-	if err != nil {
+	return boost(TryBoost)
+}
+
+func boost(fifo func() (func() error, error)) (restore func()) {
+	undo, err := fifo()
+	if err == nil {
+		return func() { undo() }
+	}
+	// No real-time priority: a stop must at least not run idle, where any
+	// thread on the machine would delay it.
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil || a.Policy != unix.SCHED_IDLE {
 		return func() {}
 	}
-	return func() { undo() }
+	to := *a
+	to.Policy, to.Nice, to.Priority = unix.SCHED_NORMAL, 0, 0
+	if unix.SchedSetAttr(0, &to, 0) != nil {
+		return func() {}
+	}
+	return func() { unix.SchedSetAttr(0, a, 0) }
 }
 
 // TryBoost is Boost saying why the priority was refused, and whether

@@ -70,3 +70,32 @@ func TestBoost(t *testing.T) {
 		}
 	}
 }
+
+// TestBoostRefused: where real-time priority is refused, a yielding thread
+// gets the normal class for the stop, and its idle class back after it.
+func TestBoostRefused(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	refuse := func() (func() error, error) { return nil, unix.EPERM }
+	undoYield := Yield()
+	defer undoYield()
+	restore := boost(refuse)
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Policy != unix.SCHED_NORMAL || a.Nice != 0 {
+		t.Errorf("policy %d nice %d during the stop, want SCHED_NORMAL (%d) nice 0", a.Policy, a.Nice, unix.SCHED_NORMAL)
+	}
+	restore()
+	if a, err = unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_IDLE {
+		t.Errorf("policy %d (%v) after the stop, want SCHED_IDLE (%d) again", a.Policy, err, unix.SCHED_IDLE)
+	}
+	// Not yielding: nothing to do.
+	undoYield()
+	restore = boost(refuse)
+	if a, err = unix.SchedGetAttr(0, 0); err != nil || a.Policy != unix.SCHED_NORMAL {
+		t.Errorf("policy %d (%v) of a normal thread refused a boost, want SCHED_NORMAL", a.Policy, err)
+	}
+	restore()
+}
