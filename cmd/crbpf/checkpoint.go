@@ -84,7 +84,8 @@ With pre-copy (the default where the kernel supports write tracking), memory
 is copied while the process keeps running, in rounds; between rounds crbpf
 learns from the kernel which pages were written (userfaultfd write-protect
 and PAGEMAP_SCAN) and copies only those again. Pre-copy ends after --precopy
-rounds, when the predicted final copy fits --max-downtime, or when the dirty
+rounds, when the predicted final copy fits --max-downtime (and the last round
+itself took no longer: otherwise one more, short, round runs), or when the dirty
 set stops shrinking; then the process is stopped for a short final copy of
 what is still dirty plus its registers and kernel state. One line per round
 goes to stderr. --precopy 0 copies everything while the process is stopped.
