@@ -251,10 +251,11 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	// With pre-copy everything up to the final stop runs beside the target
 	// and must not take its CPU: loading the eBPF programs, reserving the
 	// image (the page allocator's work for every page), the rounds. The
-	// stops boost the tracer thread (sched.Boost); a full freeze runs at
-	// crbpf's own priority. Loading and reserving at normal priority took
-	// the target's CPU for a tick (4 ms) at a time, every 20 ms, and cost it
-	// 11-20 ms gaps before the arming stop (1 GiB target).
+	// stops run at normal priority and boost the tracer thread once the
+	// target is stopped (sched.Unyield, sched.Boost); a full freeze runs at
+	// crbpf's own priority. With loading and reserving at normal priority
+	// a 1 GiB target had gaps of 14-18 ms before the arming stop in two of
+	// three timelines; yielding, one of five had gaps over 8 ms (11 ms).
 	unyield := func() {}
 	if o.Precopy != 0 || reuse {
 		unyield = sync.OnceFunc(sched.Yield())
@@ -349,6 +350,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 				if err != nil {
 					return err
 				}
+				defer sched.Unyield()()
 				s, err := stop(o.PID, k)
 				if err != nil {
 					return err
@@ -628,9 +630,10 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 // while everything was copied) leaves the freeze what the target wrote
 // during all of it, and a prediction that fits the budget says the next
 // round will be short: one more round then shrinks the freeze at the cost
-// of a short round. 1 GiB written at 16 MiB/s: round 1 took 100-160 ms,
-// its successor a few ms, and the freeze copied tens of pages instead of
-// 400-600 (docs/benchmarks.md, "The freeze after pre-copy").
+// of a short round. 1 GiB written at 16 MiB/s after a slow round 0: round
+// 1 took 106 ms and predicted a 4.8 ms copy of 400-600 pages; round 2 took
+// 10 ms and the target wrote about 50 pages during it, what the freeze
+// then copies (docs/benchmarks.md, "The freeze after pre-copy").
 func stopRule(rounds []Round, max int, budget time.Duration) string {
 	k := len(rounds) - 1
 	r := rounds[k]
@@ -758,6 +761,8 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	if err != nil {
 		return err
 	}
+	// The rounds yielded: the stop and the wake-up after it do not.
+	defer sched.Unyield()()
 	faults := minorFaults() // before the stop: not a syscall more inside it
 	s, err := stop(pid, k)
 	if err != nil {

@@ -100,6 +100,15 @@ func boost(fifo func() (func() error, error)) (restore func()) {
 	}
 	// No real-time priority: a stop must at least not run idle, where any
 	// thread on the machine would delay it.
+	return Unyield()
+}
+
+// Unyield puts the calling OS thread (lock it to its goroutine first), if
+// it is in the SCHED_IDLE class, back in the normal class at nice 0, and
+// returns a function that puts it back. For a stop inside a yielding
+// checkpoint: the wait for the target to stop, and the wake-up after it,
+// must not queue behind every other thread on the machine.
+func Unyield() (restore func()) {
 	a, err := unix.SchedGetAttr(0, 0)
 	if err != nil || a.Policy != unix.SCHED_IDLE {
 		return func() {}
