@@ -117,9 +117,14 @@ type Copier struct {
 	ending    bool     // set by SyncFrozen: the tracking ends after it (TrackingEnds)
 	log       []logEntry
 
-	bufs     [2][]byte
-	cur      int
-	inflight chan written // the write in flight, nil when none
+	bufs [2][]byte
+	cur  int
+	// trackStep is how much of a new mapping is tracked (registered and
+	// protected) before it is copied: the larger of the buffers and
+	// ChunkSize, so that a large sparse mapping of a small target is not
+	// registered in thousands of steps (each takes the mmap lock).
+	trackStep uint64
+	inflight  chan written // the write in flight, nil when none
 	// staged are the chunks the frozen Sync after pre-copy read into
 	// bufs (stageUsed bytes of them, end to end) for WriteStaged.
 	staged    []stagedChunk
@@ -144,7 +149,8 @@ func NewCopier(pid int, w *writer.Writer, bufs [2][]byte, tracker Tracker) (*Cop
 		pm.Close()
 		return nil, fmt.Errorf("open memory of pid %d: %w", pid, err)
 	}
-	return &Copier{pid: pid, w: w, tracker: tracker, pagemap: pm, mem: mem, bufs: bufs}, nil
+	return &Copier{pid: pid, w: w, tracker: tracker, pagemap: pm, mem: mem, bufs: bufs,
+		trackStep: max(uint64(len(bufs[0])), ChunkSize)}, nil
 }
 
 // Known returns the ranges that are tracked and were copied (as of the
@@ -279,7 +285,7 @@ func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
 		// Nothing will scan it again: copying it is enough.
 		c.known.add(r.Start, r.End)
 	} else if c.tracker != nil && trackable(v.Kind) {
-		// Track and copy a buffer's worth at a time: protecting a range
+		// Track and copy trackStep bytes at a time: protecting a range
 		// rewrites its page table entries, which on this machine (a
 		// guest whose page tables the hypervisor shadows) stalls the
 		// running target. Protecting a 1 GiB mapping in one call took
@@ -288,9 +294,8 @@ func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
 		// followed by its copy (~30 ms), took 0.5-2 ms each and left
 		// no gap over 11 ms. A chunk is protected before it is read, so
 		// a write just before its protection is in the copy.
-		step := uint64(len(c.bufs[0]))
-		for a := r.Start; a < r.End; a += step {
-			p := Range{a, min(a+step, r.End)}
+		for a := r.Start; a < r.End; a += c.trackStep {
+			p := Range{a, min(a+c.trackStep, r.End)}
 			if err := c.tracker.Track(p.Start, p.End); err != nil {
 				c.untracked.add(p.Start, r.End)
 				return c.copyWhole(v, Range{p.Start, r.End})

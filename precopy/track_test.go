@@ -37,8 +37,8 @@ func (c *chunkTracker) Track(start, end uint64) error {
 func (c *chunkTracker) Written(start, end uint64, buf []Range) ([]Range, error) { return buf[:0], nil }
 func (c *chunkTracker) Peek(start, end uint64, buf []Range) ([]Range, error)    { return buf[:0], nil }
 
-// TestTrackInChunks: round 0 tracks a new mapping larger than the copy
-// buffers one buffer's worth at a time, each chunk before it is copied (a
+// TestTrackInChunks: round 0 tracks a new mapping larger than the track
+// step one step at a time, each chunk before it is copied (a
 // write just before a chunk's protection is in the image); a chunk that
 // cannot be tracked leaves it and the rest of the mapping untracked,
 // copied whole, and copied whole again by the next Sync.
@@ -53,6 +53,10 @@ func TestTrackInChunks(t *testing.T) {
 			all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
 			tr := &chunkTracker{m: m, addr: addr, failAt: tc.failAt}
 			c := newSelfCopierBuffers(t, tr, hugePage)
+			if c.trackStep != ChunkSize {
+				t.Fatalf("track step %d with %d-byte buffers, want ChunkSize (%d)", c.trackStep, hugePage, ChunkSize)
+			}
+			c.trackStep = hugePage // chunks of a mapping this test can afford
 			st, err := c.Sync([]image.VMA{all})
 			if err != nil || st.Pages != n {
 				t.Fatalf("round 0: %d pages copied, %v; want %d", st.Pages, err, n)
