@@ -637,17 +637,16 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 func stopRule(rounds []Round, max int, budget time.Duration) string {
 	k := len(rounds) - 1
 	r := rounds[k]
+	// A round after a long one whose prediction fit the budget too ends it
+	// however long it took: rounds no shorter are coming.
+	short := r.Duration <= budget || k > 1 && rounds[k-1].PredictedFreeze <= budget
 	switch {
 	case k+1 >= max:
 		return fmt.Sprintf("reached the maximum of %d rounds", max)
-	case k > 0 && r.PredictedFreeze <= budget && r.Duration <= budget:
+	case k > 0 && r.PredictedFreeze <= budget && short:
 		return fmt.Sprintf("predicted final copy %v fits the %v downtime budget", r.PredictedFreeze.Round(time.Microsecond), budget)
 	case k > 1 && float64(r.DirtyPages) >= 0.9*float64(rounds[k-1].DirtyPages):
 		return fmt.Sprintf("the dirty set stopped shrinking (%d then %d pages)", rounds[k-1].DirtyPages, r.DirtyPages)
-	case k > 1 && r.PredictedFreeze <= budget && rounds[k-1].PredictedFreeze <= budget:
-		// The round after a long one fit the budget too, but took longer
-		// than it: rounds no shorter are coming.
-		return fmt.Sprintf("predicted final copy %v fits the %v downtime budget", r.PredictedFreeze.Round(time.Microsecond), budget)
 	}
 	return ""
 }
