@@ -86,21 +86,15 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 // keeps it until it blocks, so the Go runtime's other threads waking on
 // this 2-vCPU guest no longer push the freeze off its CPU for 0.1-0.5 ms
 // at a time. Without CAP_SYS_NICE, or where real-time time is not granted
-// (a cgroup with no RT budget), a thread that yielded (SCHED_IDLE) gets
-// the normal class back for the stop, if that is allowed; otherwise nothing
-// changes. Call the returned restore before the target runs again.
+// (a cgroup with no RT budget), nothing changes: a stop inside a yielding
+// checkpoint takes the normal class first (Unyield) for that case. Call
+// the returned restore before the target runs again.
 func Boost() (restore func()) {
-	return boost(TryBoost)
-}
-
-func boost(fifo func() (func() error, error)) (restore func()) {
-	undo, err := fifo()
-	if err == nil {
-		return func() { undo() }
+	undo, err := TryBoost()
+	if err != nil {
+		return func() {}
 	}
-	// No real-time priority: a stop must at least not run idle, where any
-	// thread on the machine would delay it.
-	return Unyield()
+	return func() { undo() }
 }
 
 // Unyield puts the calling OS thread (lock it to its goroutine first), if
