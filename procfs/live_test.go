@@ -440,3 +440,27 @@ func TestLiveKernelThread(t *testing.T) {
 		t.Errorf("ReadCmdline(kthreadd) = %q, %v; want empty", args, err)
 	}
 }
+
+func TestLiveTaskStat(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pid, tid := os.Getpid(), unix.Gettid()
+	st, err := ReadTaskStat(pid, tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This thread is reading its own stat: running, on a CPU it may use.
+	if st.Pid != tid || st.State != 'R' {
+		t.Errorf("task stat of the calling thread: pid %d state %c, want %d R", st.Pid, st.State, tid)
+	}
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	if st.Processor < 0 || !allowed.IsSet(st.Processor) {
+		t.Errorf("processor %d, not one of the thread's CPUs (%d of them)", st.Processor, allowed.Count())
+	}
+	if _, err := ReadTaskStat(pid, 1<<22+1); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stat of a thread that does not exist: %v, want ErrNotExist", err)
+	}
+}

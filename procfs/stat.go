@@ -76,6 +76,21 @@ func ReadStat(pid int) (*Stat, error) {
 	return s, nil
 }
 
+// ReadTaskStat reads /proc/PID/task/TID/stat: one thread's state and the
+// CPU it last ran on (State, Processor), where /proc/PID/stat has the
+// thread group leader's.
+func ReadTaskStat(pid, tid int) (*Stat, error) {
+	b, err := readFile(pid, "task/"+strconv.Itoa(tid)+"/stat")
+	if err != nil {
+		return nil, err
+	}
+	s, err := ParseStat(b)
+	if err != nil {
+		return nil, wrapErr(pid, "read task stat", err)
+	}
+	return s, nil
+}
+
 // ParseStat parses the contents of /proc/PID/stat (or /proc/PID/task/TID/stat).
 // comm is taken between the first '(' and the last ')', so it may contain
 // anything, including ") (" and newlines. Fields beyond the 52 known ones are

@@ -1,0 +1,130 @@
+package sched
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crbpf/crbpf/procfs"
+)
+
+// AvoidEvery is how often Avoid looks again at where its target's threads
+// run: a target moved onto crbpf's CPUs shares them with an idle-class
+// thread for at most about this long.
+const AvoidEvery = 10 * time.Millisecond
+
+// Avoid keeps every thread of this process off the CPUs on which process
+// pid's threads are running, as long as that leaves this process a CPU,
+// until the returned stop is called; stop waits for the watching goroutine
+// and puts back the affinity this process had. Errors are ignored, as in
+// Yield: where the target runs is a preference, not a requirement.
+//
+// SCHED_IDLE (Yield) alone does not keep crbpf out of its target's way on
+// a small machine. The scheduler gives an idle-class thread a slice of a
+// busy CPU now and then, and with the kernel's default PREEMPT_NONE a
+// slice spent in a long system call (a copy, an fallocate) runs on until
+// the call reaches a preemption point: on the 2-vCPU development VM a
+// busy 1 GiB target lost 4-17 ms at a time to crbpf's threads on its CPU
+// during pre-copy, and 1.2-3 ms (its own stops) with crbpf kept on the
+// other CPU.
+//
+// A target thread counts as holding the CPU it last ran on while it is
+// running or runnable, in an uninterruptible wait, or stopped (crbpf's own
+// stops among them: the mask does not change while the target is frozen);
+// a sleeping thread holds none, so a target that mostly sleeps leaves
+// crbpf every CPU. The set is read again every AvoidEvery: a waking target
+// may be placed on crbpf's CPU (the scheduler counts a CPU running only
+// idle-class threads as idle), and crbpf then moves.
+func Avoid(pid int) (stop func()) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The watcher has an OS thread of its own in the normal class
+		// (it ends with the goroutine): were it idle-class like the rest
+		// (Yield), a target that moved onto crbpf's CPU would leave it
+		// only the slices it means to avoid, and it would see the move
+		// late. It wakes for about 30 µs every AvoidEvery.
+		runtime.LockOSThread()
+		Unyield()
+		cur := allowed
+		tick := time.NewTicker(AvoidEvery)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			if busy, err := busyCPUs(pid); err == nil {
+				// Again every tenth look for threads started while
+				// the mask was being set, which kept their old one.
+				if want := avoidMask(allowed, busy); want != cur || (n%10 == 0 && want != allowed) {
+					setAffinity(&want)
+					cur = want
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+		setAffinity(&allowed)
+	})
+}
+
+// avoidMask is allowed without the CPUs in busy, or allowed whole if that
+// would leave none.
+func avoidMask(allowed, busy unix.CPUSet) unix.CPUSet {
+	want := allowed
+	for i := range want {
+		want[i] &^= busy[i]
+	}
+	if want.Count() == 0 {
+		return allowed
+	}
+	return want
+}
+
+// busyCPUs returns the CPUs that process pid's threads hold (see Avoid).
+func busyCPUs(pid int) (unix.CPUSet, error) {
+	var busy unix.CPUSet
+	tids, err := procfs.Tasks(pid)
+	if err != nil {
+		return busy, err
+	}
+	for _, tid := range tids {
+		st, err := procfs.ReadTaskStat(pid, tid)
+		if err != nil {
+			continue // exited since the list was read
+		}
+		switch st.State {
+		case 'R', 'D', 't', 'T':
+			busy.Set(st.Processor)
+		}
+	}
+	return busy, nil
+}
+
+// setAffinity applies set to every thread of this process (threads
+// started later inherit their creator's).
+func setAffinity(set *unix.CPUSet) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			unix.SchedSetaffinity(tid, set)
+		}
+	}
+}

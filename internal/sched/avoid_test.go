@@ -1,0 +1,149 @@
+package sched
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crbpf/crbpf/procfs"
+)
+
+func cpus(ids ...int) unix.CPUSet {
+	var s unix.CPUSet
+	for _, id := range ids {
+		s.Set(id)
+	}
+	return s
+}
+
+func TestAvoidMask(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		allowed, busy, want unix.CPUSet
+	}{
+		{"one of two busy", cpus(0, 1), cpus(0), cpus(1)},
+		{"every CPU busy", cpus(0, 1), cpus(0, 1), cpus(0, 1)},
+		{"none busy", cpus(0, 1, 2, 3), cpus(), cpus(0, 1, 2, 3)},
+		{"the only CPU busy", cpus(1), cpus(1), cpus(1)},
+		{"busy outside the allowed", cpus(0, 1), cpus(2, 3), cpus(0, 1)},
+		{"two of four busy", cpus(0, 1, 2, 3), cpus(1, 3), cpus(0, 2)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := avoidMask(tc.allowed, tc.busy); got != tc.want {
+				t.Errorf("avoidMask = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// affinities returns each thread's CPU mask.
+func affinities(t *testing.T) map[int]unix.CPUSet {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]unix.CPUSet{}
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		var s unix.CPUSet
+		if unix.SchedGetaffinity(tid, &s) == nil {
+			out[tid] = s
+		}
+	}
+	return out
+}
+
+// start runs a shell command as a child that is killed and reaped at the
+// end of the test.
+func start(t *testing.T, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline (this is a wait, not a timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestAvoid(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	if allowed.Count() < 2 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs 2 CPUs, the test process may use %d", allowed.Count())
+		}
+		t.Skipf("needs 2 CPUs, the test process may use %d", allowed.Count())
+	}
+	first := -1
+	for i := 0; first < 0; i++ {
+		if allowed.IsSet(i) {
+			first = i
+		}
+	}
+	want := allowed
+	want.Clear(first)
+
+	// A busy target held on one CPU: every thread of ours leaves it.
+	busy := start(t, "while :; do :; done")
+	only := cpus(first)
+	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
+		t.Fatal(err)
+	}
+	stop := Avoid(busy.Process.Pid)
+	t.Cleanup(stop)
+	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
+		for _, s := range affinities(t) {
+			if s != want {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	// The watcher's own thread ends with it, maybe a moment after stop.
+	waitFor(t, "every thread to get its CPUs back", func() bool {
+		for _, s := range affinities(t) {
+			if s != allowed {
+				return false
+			}
+		}
+		return true
+	})
+
+	// A sleeping target holds no CPU.
+	idle := start(t, "exec sleep 1000")
+	pid := idle.Process.Pid
+	waitFor(t, "the sleeping child to sleep", func() bool {
+		st, err := procfs.ReadTaskStat(pid, pid)
+		return err == nil && st.State == 'S' && st.Comm == "sleep"
+	})
+	if b, err := busyCPUs(pid); err != nil || b.Count() != 0 {
+		t.Errorf("busyCPUs of a sleeping process: %d CPUs (%v), want none", b.Count(), err)
+	}
+	// And one that is gone is an error, which leaves the mask as it is.
+	if _, err := busyCPUs(1 << 22); err == nil {
+		t.Error("busyCPUs of a process that does not exist: no error")
+	}
+}
