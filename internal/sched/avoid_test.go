@@ -24,16 +24,20 @@ func TestAvoidMask(t *testing.T) {
 	for _, tc := range []struct {
 		name                string
 		allowed, busy, want unix.CPUSet
+		others              int
 	}{
-		{"one of two busy", cpus(0, 1), cpus(0), cpus(1)},
-		{"every CPU busy", cpus(0, 1), cpus(0, 1), cpus(0, 1)},
-		{"none busy", cpus(0, 1, 2, 3), cpus(), cpus(0, 1, 2, 3)},
-		{"the only CPU busy", cpus(1), cpus(1), cpus(1)},
-		{"busy outside the allowed", cpus(0, 1), cpus(2, 3), cpus(0, 1)},
-		{"two of four busy", cpus(0, 1, 2, 3), cpus(1, 3), cpus(0, 2)},
+		{"one of two busy", cpus(0, 1), cpus(0), cpus(1), 0},
+		{"every CPU busy", cpus(0, 1), cpus(0, 1), cpus(0, 1), 0},
+		{"none busy", cpus(0, 1, 2, 3), cpus(), cpus(0, 1, 2, 3), 0},
+		{"the only CPU busy", cpus(1), cpus(1), cpus(1), 0},
+		{"busy outside the allowed", cpus(0, 1), cpus(2, 3), cpus(0, 1), 0},
+		{"two of four busy", cpus(0, 1, 2, 3), cpus(1, 3), cpus(0, 2), 0},
+		{"others fill the CPU left", cpus(0, 1), cpus(0), cpus(0, 1), 1},
+		{"others fill the CPUs left", cpus(0, 1, 2, 3), cpus(1, 3), cpus(0, 1, 2, 3), 3},
+		{"others leave a CPU", cpus(0, 1, 2, 3), cpus(1), cpus(0, 2, 3), 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := avoidMask(tc.allowed, tc.busy); got != tc.want {
+			if got := avoidMask(tc.allowed, tc.busy, tc.others); got != tc.want {
 				t.Errorf("avoidMask = %v, want %v", got, tc.want)
 			}
 		})
@@ -111,6 +115,13 @@ func TestAvoid(t *testing.T) {
 	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
 		t.Fatal(err)
 	}
+	// What other processes run is not this test's to decide (go test
+	// runs packages side by side): none, as far as Avoid knows.
+	lookAt = func(pid int) (unix.CPUSet, int, error) {
+		busy, _, err := look(pid)
+		return busy, 0, err
+	}
+	t.Cleanup(func() { lookAt = look })
 	stop := Avoid(busy.Process.Pid)
 	t.Cleanup(stop)
 	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
@@ -139,11 +150,43 @@ func TestAvoid(t *testing.T) {
 		st, err := procfs.ReadTaskStat(pid, pid)
 		return err == nil && st.State == 'S' && st.Comm == "sleep"
 	})
-	if b, err := busyCPUs(pid); err != nil || b.Count() != 0 {
-		t.Errorf("busyCPUs of a sleeping process: %d CPUs (%v), want none", b.Count(), err)
+	if b, n, err := threads(pid); err != nil || b.Count() != 0 || n != 0 {
+		t.Errorf("threads of a sleeping process: %d CPUs held, %d ready (%v), want none", b.Count(), n, err)
 	}
 	// And one that is gone is an error, which leaves the mask as it is.
-	if _, err := busyCPUs(1 << 22); err == nil {
-		t.Error("busyCPUs of a process that does not exist: no error")
+	if _, _, err := look(1 << 22); err == nil {
+		t.Error("look at a process that does not exist: no error")
+	}
+}
+
+func TestLook(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	first := -1
+	for i := 0; first < 0; i++ {
+		if allowed.IsSet(i) {
+			first = i
+		}
+	}
+	busy := start(t, "while :; do :; done")
+	only := cpus(first)
+	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
+		t.Fatal(err)
+	}
+	var held unix.CPUSet
+	var ready int
+	waitFor(t, "the busy child to be seen running on its CPU", func() bool {
+		var err error
+		held, ready, err = threads(busy.Process.Pid)
+		return err == nil && held == only && ready == 1
+	})
+	// The machine's count includes this thread, reading it.
+	if n, err := readyThreads(); err != nil || n < 1 {
+		t.Errorf("readyThreads = %d, %v; want at least this thread", n, err)
+	}
+	if b, others, err := look(busy.Process.Pid); err != nil || others < 0 || b.Count() == 0 {
+		t.Errorf("look = %d CPUs held, %d others, %v", b.Count(), others, err)
 	}
 }
