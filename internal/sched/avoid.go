@@ -87,9 +87,8 @@ func Avoid(pid int) (stop func()) {
 // avoidMask is allowed without the CPUs in busy, or allowed whole if that
 // would leave none, or if the threads of other processes that are
 // ready to run would fill the CPUs left: an idle-class crbpf kept to CPUs
-// that other work holds would only get slices of them (on a loaded 2-vCPU
-// machine the end-to-end tests, each checkpoint's crbpf kept beside a busy
-// helper process, took 2.5 times as long).
+// that other work holds would only get slices of them, where without the
+// mask it takes whatever CPU time any CPU leaves.
 func avoidMask(allowed, busy unix.CPUSet, others int) unix.CPUSet {
 	want := allowed
 	for i := range want {

@@ -1,6 +1,7 @@
-// Package sched lowers crbpf's own CPU priority while its target runs and
-// competes with it for the CPUs. It holds no state beyond what its
-// functions return.
+// Package sched lowers crbpf's own CPU priority, and keeps it off its
+// target's CPUs where it can, while the target runs and competes with it
+// for the CPUs. It holds no state beyond what its functions return (and
+// Avoid's watching goroutine, which its stop function ends).
 package sched
 
 import (
