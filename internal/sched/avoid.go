@@ -62,7 +62,7 @@ func Avoid(pid int) (stop func()) {
 		tick := time.NewTicker(AvoidEvery)
 		defer tick.Stop()
 		for n := 0; ; n++ {
-			if busy, others, err := lookAt(pid); err == nil {
+			if busy, others, stopped, err := lookAt(pid); err == nil && !stopped {
 				// Again every tenth look for threads started while
 				// the mask was being set, which kept their old one.
 				if want := avoidMask(allowed, busy, others); want != cur || (n%10 == 0 && want != allowed) {
@@ -103,31 +103,35 @@ func avoidMask(allowed, busy unix.CPUSet, others int) unix.CPUSet {
 // lookAt is look, replaced by tests.
 var lookAt = look
 
-// look returns the CPUs that process pid's threads hold (see Avoid) and
-// how many threads of other processes than pid and this one are ready to
-// run (running or waiting for a CPU) now.
-func look(pid int) (busy unix.CPUSet, others int, err error) {
-	busy, ready, err := threads(pid)
+// look returns the CPUs that process pid's threads hold (see Avoid), how
+// many threads of other processes than pid and this one are ready to run
+// (running or waiting for a CPU) now, and whether a thread of pid is in a
+// tracing stop: crbpf's stops, during which the mask is left as it is
+// (moving the thread that holds the target stopped would only lengthen
+// the stop).
+func look(pid int) (busy unix.CPUSet, others int, stopped bool, err error) {
+	busy, ready, stopped, err := threads(pid)
 	if err != nil {
-		return busy, 0, err
+		return busy, 0, false, err
 	}
-	_, own, err := threads(os.Getpid())
+	_, own, _, err := threads(os.Getpid())
 	if err != nil {
-		return busy, 0, err
+		return busy, 0, false, err
 	}
 	all, err := readyThreads()
 	if err != nil {
-		return busy, 0, err
+		return busy, 0, false, err
 	}
-	return busy, max(0, all-ready-own), nil
+	return busy, max(0, all-ready-own), stopped, nil
 }
 
-// threads returns the CPUs that process pid's threads hold (see Avoid)
-// and how many of them are ready to run (state R).
-func threads(pid int) (held unix.CPUSet, ready int, err error) {
+// threads returns the CPUs that process pid's threads hold (see Avoid),
+// how many of them are ready to run (state R) and whether one is in a
+// tracing stop.
+func threads(pid int) (held unix.CPUSet, ready int, traced bool, err error) {
 	tids, err := procfs.Tasks(pid)
 	if err != nil {
-		return held, 0, err
+		return held, 0, false, err
 	}
 	for _, tid := range tids {
 		st, err := procfs.ReadTaskStat(pid, tid)
@@ -138,11 +142,14 @@ func threads(pid int) (held unix.CPUSet, ready int, err error) {
 		case 'R':
 			ready++
 			held.Set(st.Processor)
-		case 'D', 't', 'T':
+		case 't':
+			traced = true
+			held.Set(st.Processor)
+		case 'D', 'T':
 			held.Set(st.Processor)
 		}
 	}
-	return held, ready, nil
+	return held, ready, traced, nil
 }
 
 // readyThreads returns the number of threads on the machine ready to run

@@ -117,9 +117,9 @@ func TestAvoid(t *testing.T) {
 	}
 	// What other processes run is not this test's to decide (go test
 	// runs packages side by side): none, as far as Avoid knows.
-	lookAt = func(pid int) (unix.CPUSet, int, error) {
-		busy, _, err := look(pid)
-		return busy, 0, err
+	lookAt = func(pid int) (unix.CPUSet, int, bool, error) {
+		busy, _, stopped, err := look(pid)
+		return busy, 0, stopped, err
 	}
 	t.Cleanup(func() { lookAt = look })
 	stop := Avoid(busy.Process.Pid)
@@ -150,11 +150,11 @@ func TestAvoid(t *testing.T) {
 		st, err := procfs.ReadTaskStat(pid, pid)
 		return err == nil && st.State == 'S' && st.Comm == "sleep"
 	})
-	if b, n, err := threads(pid); err != nil || b.Count() != 0 || n != 0 {
+	if b, n, tr, err := threads(pid); err != nil || b.Count() != 0 || n != 0 || tr {
 		t.Errorf("threads of a sleeping process: %d CPUs held, %d ready (%v), want none", b.Count(), n, err)
 	}
 	// And one that is gone is an error, which leaves the mask as it is.
-	if _, _, err := look(1 << 22); err == nil {
+	if _, _, _, err := look(1 << 22); err == nil {
 		t.Error("look at a process that does not exist: no error")
 	}
 }
@@ -179,14 +179,14 @@ func TestLook(t *testing.T) {
 	var ready int
 	waitFor(t, "the busy child to be seen running on its CPU", func() bool {
 		var err error
-		held, ready, err = threads(busy.Process.Pid)
+		held, ready, _, err = threads(busy.Process.Pid)
 		return err == nil && held == only && ready == 1
 	})
 	// The machine's count includes this thread, reading it.
 	if n, err := readyThreads(); err != nil || n < 1 {
 		t.Errorf("readyThreads = %d, %v; want at least this thread", n, err)
 	}
-	if b, others, err := look(busy.Process.Pid); err != nil || others < 0 || b.Count() == 0 {
-		t.Errorf("look = %d CPUs held, %d others, %v", b.Count(), others, err)
+	if b, others, stopped, err := look(busy.Process.Pid); err != nil || others < 0 || b.Count() == 0 || stopped {
+		t.Errorf("look = %d CPUs held, %d others, stopped %v, %v", b.Count(), others, stopped, err)
 	}
 }
