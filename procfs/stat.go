@@ -64,29 +64,24 @@ const statFields = 52
 func (s *Stat) IsKernelThread() bool { return s.Flags&PF_KTHREAD != 0 }
 
 // ReadStat reads /proc/PID/stat.
-func ReadStat(pid int) (*Stat, error) {
-	b, err := readFile(pid, "stat")
-	if err != nil {
-		return nil, err
-	}
-	s, err := ParseStat(b)
-	if err != nil {
-		return nil, wrapErr(pid, "read stat", err)
-	}
-	return s, nil
-}
+func ReadStat(pid int) (*Stat, error) { return readStat(pid, "stat") }
 
 // ReadTaskStat reads /proc/PID/task/TID/stat: one thread's state and the
 // CPU it last ran on (State, Processor), where /proc/PID/stat has the
 // thread group leader's.
 func ReadTaskStat(pid, tid int) (*Stat, error) {
-	b, err := readFile(pid, "task/"+strconv.Itoa(tid)+"/stat")
+	return readStat(pid, "task/"+strconv.Itoa(tid)+"/stat")
+}
+
+// readStat reads and parses a stat file of pid's /proc directory.
+func readStat(pid int, name string) (*Stat, error) {
+	b, err := readFile(pid, name)
 	if err != nil {
 		return nil, err
 	}
 	s, err := ParseStat(b)
 	if err != nil {
-		return nil, wrapErr(pid, "read task stat", err)
+		return nil, wrapErr(pid, "read "+name, err)
 	}
 	return s, nil
 }

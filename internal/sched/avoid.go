@@ -162,7 +162,7 @@ func readyThreads() (int, error) {
 	}
 	f := strings.Fields(string(b))
 	if len(f) < 4 {
-		return 0, fmt.Errorf("/proc/loadavg: %q: want 5 fields", b)
+		return 0, fmt.Errorf("/proc/loadavg: %q: want at least 4 fields", b)
 	}
 	n, _, ok := strings.Cut(f[3], "/")
 	if !ok {
@@ -174,13 +174,5 @@ func readyThreads() (int, error) {
 // setAffinity applies set to every thread of this process (threads
 // started later inherit their creator's).
 func setAffinity(set *unix.CPUSet) {
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			unix.SchedSetaffinity(tid, set)
-		}
-	}
+	eachThread(func(tid int) { unix.SchedSetaffinity(tid, set) })
 }

@@ -3,7 +3,6 @@ package sched
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -45,21 +44,24 @@ func TestAvoidMask(t *testing.T) {
 }
 
 // affinities returns each thread's CPU mask.
-func affinities(t *testing.T) map[int]unix.CPUSet {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
+func affinities() map[int]unix.CPUSet {
 	out := map[int]unix.CPUSet{}
-	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
+	eachThread(func(tid int) {
 		var s unix.CPUSet
 		if unix.SchedGetaffinity(tid, &s) == nil {
 			out[tid] = s
 		}
-	}
+	})
 	return out
+}
+
+// firstCPU returns the lowest CPU in set, which must not be empty.
+func firstCPU(set unix.CPUSet) int {
+	for i := 0; ; i++ {
+		if set.IsSet(i) {
+			return i
+		}
+	}
 }
 
 // start runs a shell command as a child that is killed and reaped at the
@@ -100,12 +102,7 @@ func TestAvoid(t *testing.T) {
 		}
 		t.Skipf("needs 2 CPUs, the test process may use %d", allowed.Count())
 	}
-	first := -1
-	for i := 0; first < 0; i++ {
-		if allowed.IsSet(i) {
-			first = i
-		}
-	}
+	first := firstCPU(allowed)
 	want := allowed
 	want.Clear(first)
 
@@ -125,7 +122,7 @@ func TestAvoid(t *testing.T) {
 	stop := Avoid(busy.Process.Pid)
 	t.Cleanup(stop)
 	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
-		for _, s := range affinities(t) {
+		for _, s := range affinities() {
 			if s != want {
 				return false
 			}
@@ -135,7 +132,7 @@ func TestAvoid(t *testing.T) {
 	stop()
 	// The watcher's own thread ends with it, maybe a moment after stop.
 	waitFor(t, "every thread to get its CPUs back", func() bool {
-		for _, s := range affinities(t) {
+		for _, s := range affinities() {
 			if s != allowed {
 				return false
 			}
@@ -164,12 +161,7 @@ func TestLook(t *testing.T) {
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		t.Fatal(err)
 	}
-	first := -1
-	for i := 0; first < 0; i++ {
-		if allowed.IsSet(i) {
-			first = i
-		}
-	}
+	first := firstCPU(allowed)
 	busy := start(t, "while :; do :; done")
 	only := cpus(first)
 	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {

@@ -7,9 +7,10 @@ package sched
 import (
 	"fmt"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crbpf/crbpf/procfs"
 )
 
 // Yield puts every thread of this process in the SCHED_IDLE class (threads
@@ -34,41 +35,21 @@ func Yield() (restore func()) {
 // ones (threads started since get those of an existing thread, which is
 // what they inherited).
 func setAll(set func(*unix.SchedAttr)) (restore func()) {
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return func() {}
-	}
 	prev := map[int]*unix.SchedAttr{}
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	var base *unix.SchedAttr
+	eachThread(func(tid int) {
 		a, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
-			continue
+			return
 		}
 		to := *a
 		set(&to)
 		if unix.SchedSetAttr(tid, &to, 0) == nil {
-			prev[tid] = a
+			prev[tid], base = a, a
 		}
-	}
-	var base *unix.SchedAttr
-	for _, a := range prev {
-		base = a
-		break
-	}
+	})
 	return func() {
-		ents, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return
-		}
-		for _, e := range ents {
-			tid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
+		eachThread(func(tid int) {
 			a, ok := prev[tid]
 			if !ok {
 				a = base
@@ -76,7 +57,19 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 			if a != nil {
 				unix.SchedSetAttr(tid, a, 0)
 			}
-		}
+		})
+	}
+}
+
+// eachThread calls fn with the id of every thread of this process
+// (/proc/self/task); none if the list cannot be read.
+func eachThread(fn func(tid int)) {
+	tids, err := procfs.Tasks(os.Getpid())
+	if err != nil {
+		return
+	}
+	for _, tid := range tids {
+		fn(tid)
 	}
 }
 

@@ -1,9 +1,7 @@
 package sched
 
 import (
-	"os"
 	"runtime"
-	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -12,16 +10,14 @@ import (
 // policies returns each thread's scheduling policy and nice value.
 func policies(t *testing.T) map[int]unix.SchedAttr {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[int]unix.SchedAttr{}
-	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
+	eachThread(func(tid int) {
 		if a, err := unix.SchedGetAttr(tid, 0); err == nil {
 			out[tid] = *a
 		}
+	})
+	if len(out) == 0 {
+		t.Fatal("no thread of this process found")
 	}
 	return out
 }
