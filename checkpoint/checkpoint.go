@@ -277,7 +277,13 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if (o.Precopy != 0 || reuse) && o.Telemetry == nil {
 		telemetry = make(chan loadedTelemetry, 1)
 		go func() {
-			t, err := loader.Load(loader.Options{Logger: o.Log})
+			// A checkpoint reads the counters, never the event ring: the
+			// smallest ring will do. Creating the default 64 MiB one
+			// (allocating its pages and mapping them twice) and mapping it
+			// into crbpf took 10-26 ms of kernel time that is not
+			// preempted here (PREEMPT_NONE); on the target's CPU, before
+			// Avoid had moved crbpf, the target waited 15.7 ms for it.
+			t, err := loader.Load(loader.Options{Logger: o.Log, RingbufSize: os.Getpagesize()})
 			telemetry <- loadedTelemetry{t, err}
 		}()
 		defer func() {
