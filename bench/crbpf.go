@@ -61,6 +61,10 @@ type ckptRun struct {
 	// in a full freeze, one after the other after pre-copy).
 	Steps  map[string]time.Duration
 	Stderr string
+	// Steal is the vCPUs' steal time during the crbpf process, summed
+	// over the CPUs (10 ms resolution): time the hypervisor ran something
+	// else, which the target sees as gaps crbpf did not make.
+	Steal time.Duration
 }
 
 var (
@@ -104,6 +108,7 @@ func runCheckpoint(ctx context.Context, bin, stateDir, img string, pid int, time
 	r := &ckptRun{Args: args, Steps: map[string]time.Duration{}}
 	var stderr strings.Builder
 	t0 := time.Now()
+	steal0 := stealTicks()
 	r.Start = monoNow()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start crbpf: %w", err)
@@ -132,6 +137,7 @@ func runCheckpoint(ctx context.Context, bin, stateDir, img string, pid int, time
 	}
 	err = cmd.Wait()
 	r.End = monoNow()
+	r.Steal = time.Duration(stealTicks()-steal0) * 10 * time.Millisecond
 	r.Wall = time.Since(t0)
 	r.Stderr = stderr.String()
 	if err != nil {

@@ -363,8 +363,8 @@ func (e *env) checkpoint(ctx context.Context, t *target, timeout time.Duration, 
 		for _, at := range r.RoundAt {
 			rs = append(rs, fmt.Sprintf("%.0f", ms(time.Duration(at-r.Start))))
 		}
-		progress("    largest gaps ms@ms since crbpf start: %s; round lines at %s; stopped at %.0f; exit at %.0f",
-			strings.Join(parts, " "), strings.Join(rs, " "), ms(time.Duration(r.StoppedAt-r.Start)), ms(time.Duration(r.End-r.Start)))
+		progress("    largest gaps ms@ms since crbpf start: %s; round lines at %s; stopped at %.0f; exit at %.0f; vCPU steal %.0f ms",
+			strings.Join(parts, " "), strings.Join(rs, " "), ms(time.Duration(r.StoppedAt-r.Start)), ms(time.Duration(r.End-r.Start)), ms(r.Steal))
 	}
 	return r, w, err
 }

@@ -88,6 +88,24 @@ func procStat(pid int) (statFields, bool) {
 	return statFields{comm: string(b[i+1 : j]), ppid: ppid, utime: num(11), stime: num(12), cutime: num(13), cstime: num(14)}, true
 }
 
+// stealTicks is the time the hypervisor kept this machine's vCPUs from
+// running while they had work (steal, the eighth figure of the cpu line of
+// /proc/stat), summed over the CPUs, in clock ticks (USER_HZ, 100/s); 0
+// where the kernel does not account it.
+func stealTicks() uint64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[8], 10, 64)
+	return n
+}
+
 // waitQuiet waits until other processes use less than limit percent of
 // one CPU over a second, or until wait has passed; it returns the last
 // measurement.

@@ -32,6 +32,7 @@ type modeResult struct {
 	Stop       string
 	FinalPages uint64
 	Steps      map[string]time.Duration
+	Steal      time.Duration // the vCPUs' steal time during the run (ckptRun.Steal)
 	Err        string
 }
 
@@ -56,6 +57,7 @@ func (m *modeResult) fill(r *ckptRun, w window) {
 	m.Stop = r.Res.StopReason
 	m.FinalPages = r.Res.FinalPages
 	m.Steps = r.Steps
+	m.Steal = r.Steal
 }
 
 // freezeGap finds the gap of w during which crbpf logged that it had
@@ -375,6 +377,9 @@ func (rp *report) markdown() string {
 	p("**Others' CPU %%** is the CPU time processes other than the benchmark, its target and crbpf used")
 	p("during the repetition, in percent of one CPU: this machine is shared, and such load lengthens")
 	p("every stop on it (each repetition first waits, a bounded time, for it to drop).")
+	p("**Steal** (every run, below) is the time the hypervisor kept the vCPUs from running while they")
+	p("had work, during the crbpf process, summed over the CPUs (/proc/stat, 10 ms resolution): gaps it")
+	p("holds are the host's, not crbpf's stops, though crbpf's own work can trigger them.")
 	p("")
 
 	p("### Downtime (ms)")
@@ -537,8 +542,8 @@ func (rp *report) markdown() string {
 
 	p("<details><summary>Every run</summary>")
 	p("")
-	p("| R MiB | W MiB/s | rep | others' CPU %% | noise ms | mode | observed ms | freeze gap ms | crbpf ms | other gap ms | began | total s | wall s | rounds | stop | frozen pages | error |")
-	p("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---|")
+	p("| R MiB | W MiB/s | rep | others' CPU %% | noise ms | mode | observed ms | freeze gap ms | crbpf ms | other gap ms | began | steal ms | total s | wall s | rounds | stop | frozen pages | error |")
+	p("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|")
 	for _, c := range rp.Cases {
 		for i, r := range c.Reps {
 			for _, m := range []struct {
@@ -548,12 +553,12 @@ func (rp *report) markdown() string {
 				if m.m == nil {
 					continue
 				}
-				p("%s %d | %.0f | %.2f | %s | %.2f | %.2f | %.2f | %.2f | %s | %.3f | %.3f | %d | %s | %d | %s |", c.label(), i+1, r.Foreign, ms(r.BaseGap), m.name,
+				p("%s %d | %.0f | %.2f | %s | %.2f | %.2f | %.2f | %.2f | %s | %.0f | %.3f | %.3f | %d | %s | %d | %s |", c.label(), i+1, r.Foreign, ms(r.BaseGap), m.name,
 					ms(m.m.Observed), ms(m.m.FreezeGap), ms(m.m.Freeze), ms(m.m.Other), m.m.OtherPhase,
-					m.m.Total.Seconds(), m.m.Wall.Seconds(), m.m.Rounds, shortReason(m.m.Stop), m.m.FinalPages, cell(m.m.Err))
+					ms(m.m.Steal), m.m.Total.Seconds(), m.m.Wall.Seconds(), m.m.Rounds, shortReason(m.m.Stop), m.m.FinalPages, cell(m.m.Err))
 			}
 			if r.Err != "" && (r.Full == nil || r.Full.ok()) && (r.Pre == nil || r.Pre.ok()) {
-				p("%s %d | %.0f | %.2f | other | | | | | | | | | | | %s |", c.label(), i+1, r.Foreign, ms(r.BaseGap), cell(r.Err))
+				p("%s %d | %.0f | %.2f | other | | | | | | | | | | | | %s |", c.label(), i+1, r.Foreign, ms(r.BaseGap), cell(r.Err))
 			}
 		}
 	}
