@@ -42,7 +42,9 @@ type Target struct {
 	outEOF  bool          // stdout reached EOF
 	changed chan struct{} // closed (and replaced) when stdout grows or ends
 
-	exited  chan struct{} // closed once the process is reaped
+	exited  chan struct{} // closed once the process is reaped and its output read
+	drained chan struct{} // closed when both output readers reached EOF
+	readers sync.WaitGroup
 	state   *os.ProcessState
 	waitErr error
 
@@ -87,6 +89,7 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Target {
 		errR:    errR,
 		changed: make(chan struct{}),
 		exited:  make(chan struct{}),
+		drained: make(chan struct{}),
 	}
 	err = startRegistered(cmd, tg.name)
 	inR.Close()
@@ -99,12 +102,25 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Target {
 		t.Fatalf("start %s: %v", tg.name, err)
 	}
 	tg.PID = cmd.Process.Pid
+	tg.readers.Add(2)
 	go tg.readLines(outR, true)
 	go tg.readLines(errR, false)
+	go func() {
+		tg.readers.Wait()
+		close(tg.drained)
+	}()
 	go func() {
 		tg.waitErr = cmd.Wait()
 		tg.state = cmd.ProcessState
 		unregister(tg.PID)
+		// The pipes are ours, not exec's, so Wait does not wait for the
+		// readers: without this a last line written just before exit could
+		// be missing from Stderr and Lines after Wait. A descendant that
+		// inherited the pipes keeps them open, so the wait is bounded.
+		select {
+		case <-tg.drained:
+		case <-time.After(drainTimeout):
+		}
 		close(tg.exited)
 	}()
 	t.Cleanup(func() { tg.Stop(t) })
@@ -120,7 +136,11 @@ func describe(cmd *exec.Cmd) string {
 	return s
 }
 
+// drainTimeout bounds how long a reaped process's output is waited for.
+const drainTimeout = 2 * time.Second
+
 func (tg *Target) readLines(r io.Reader, isStdout bool) {
+	defer tg.readers.Done()
 	br := bufio.NewReaderSize(r, 64*1024)
 	for {
 		line, err := br.ReadString('\n')
