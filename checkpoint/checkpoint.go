@@ -216,7 +216,8 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	defer pd.Close()
 	// A first look at mappings and files refuses unsupported targets before
 	// they are stopped; the authoritative read happens while frozen.
-	if err := precheck(pd, o.selfConn()); err != nil {
+	vmas := &vmaReader{}
+	if err := precheck(pd, vmas, o.selfConn()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -299,7 +300,7 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	if err := w.Reserve(tgt.status.RssAnon + tgt.status.RssShmem); err != nil {
 		return nil, err
 	}
-	c := &ckpt{opts: o, crid: id, tgt: tgt, proc: pd, w: w, log: o.Log}
+	c := &ckpt{opts: o, crid: id, tgt: tgt, proc: pd, vmas: vmas, w: w, log: o.Log}
 	var rnd [16]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("checkpoint id: %w", err)
@@ -576,7 +577,7 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		vmas, err := readVMAs(c.proc)
+		vmas, err := c.vmas.read(c.proc)
 		if err != nil {
 			return err
 		}
@@ -680,8 +681,8 @@ func (c *ckpt) writeFaults() uint64 {
 }
 
 // precheck classifies mappings and fds without stopping the target.
-func precheck(pd *procfs.Dir, self int) error {
-	vmas, err := readVMAs(pd)
+func precheck(pd *procfs.Dir, vr *vmaReader, self int) error {
+	vmas, err := vr.read(pd)
 	if err != nil {
 		return err
 	}
@@ -725,6 +726,7 @@ type ckpt struct {
 	id       string // random id of the checkpoint (image.Header.ID)
 	tgt      *target
 	proc     *procfs.Dir // the target's /proc directory
+	vmas     *vmaReader  // reads its mappings
 	w        *writer.Writer
 	log      *slog.Logger
 	img      image.Image
@@ -874,7 +876,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 	var st precopy.Stats
 	mem := func() error {
 		var err error
-		if img.VMAs, err = readVMAs(c.proc); err != nil {
+		if img.VMAs, err = c.vmas.read(c.proc); err != nil {
 			return err
 		}
 		c.steps.maps = s.held()

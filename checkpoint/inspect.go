@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/crbpf/crbpf/image"
@@ -102,13 +103,32 @@ func effectiveCaps() (uint64, error) {
 	return st.CapEff, nil
 }
 
-// readVMAs reads /proc/PID/maps as image VMAs (without page data).
-func readVMAs(pd *procfs.Dir) ([]image.VMA, error) {
+// vmaReader reads /proc/PID/maps as image VMAs (without page data) again
+// and again, as the rounds and the freeze of one checkpoint do, and
+// classifies the mappings (checking the files they map) only when they
+// changed since its last read. Unchanged, the read in the freeze is the
+// kernel's writing of the file and nothing else (25 mappings: 70-76 µs
+// with the classifying, the read alone 24 µs, warm). A mapped file
+// replaced or removed since shows as " (deleted)", a change.
+type vmaReader struct {
+	maps []procfs.Mapping
+	vmas []image.VMA // classified from maps; never handed out
+}
+
+func (r *vmaReader) read(pd *procfs.Dir) ([]image.VMA, error) {
 	maps, err := pd.Maps()
 	if err != nil {
 		return nil, gone(pd.PID(), err)
 	}
-	return classifyVMAs(pd.PID(), maps)
+	if r.vmas == nil || !slices.Equal(maps, r.maps) {
+		vmas, err := classifyVMAs(pd.PID(), maps)
+		if err != nil {
+			r.maps, r.vmas = nil, nil
+			return nil, err
+		}
+		r.maps, r.vmas = maps, vmas
+	}
+	return slices.Clone(r.vmas), nil
 }
 
 // classifyVMAs turns /proc/PID/maps into image VMAs (without page data),
@@ -124,7 +144,7 @@ func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 		} else {
 			v.Flags = unix.MAP_PRIVATE
 		}
-		what := fmt.Sprintf("mapping %#x-%#x %s", m.Start, m.End, m.Name)
+		what := func() string { return fmt.Sprintf("mapping %#x-%#x %s", m.Start, m.End, m.Name) }
 		switch {
 		case m.Name == "[vdso]":
 			v.Kind = image.KindVDSO
@@ -141,19 +161,19 @@ func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 			if m.Shared {
 				// A shared anonymous mapping created before fork shows as
 				// /dev/zero; an inode of 0 here is unexpected.
-				return nil, &UnsupportedError{PID: pid, What: what, Why: "shared mapping without a backing object"}
+				return nil, &UnsupportedError{PID: pid, What: what(), Why: "shared mapping without a backing object"}
 			}
 			v.Kind = image.KindAnon
 		case strings.HasPrefix(m.Name, "[") && m.Inode == 0:
-			return nil, &UnsupportedError{PID: pid, What: what, Why: "special mapping not supported"}
+			return nil, &UnsupportedError{PID: pid, What: what(), Why: "special mapping not supported"}
 		case strings.HasPrefix(m.Name, "/SYSV"):
-			return nil, &UnsupportedError{PID: pid, What: what, Why: "System V shared memory is not supported yet"}
+			return nil, &UnsupportedError{PID: pid, What: what(), Why: "System V shared memory is not supported yet"}
 		case strings.HasPrefix(m.Name, "/memfd:"):
-			return nil, &UnsupportedError{PID: pid, What: what, Why: "memfd mappings are not supported yet"}
+			return nil, &UnsupportedError{PID: pid, What: what(), Why: "memfd mappings are not supported yet"}
 		case strings.HasPrefix(m.Name, "/dev/zero") && m.Shared:
 			v.Kind = image.KindShmemAnon
 		case m.Deleted():
-			return nil, &UnsupportedError{PID: pid, What: what, Why: "the mapped file was deleted"}
+			return nil, &UnsupportedError{PID: pid, What: what(), Why: "the mapped file was deleted"}
 		case m.Name != "" && m.Name[0] == '/':
 			v.Path = m.Path()
 			if m.Shared {
@@ -165,12 +185,12 @@ func classifyVMAs(pid int, maps []procfs.Mapping) ([]image.VMA, error) {
 			// stat it once.
 			if k := (mappedFile{v.Path, v.Dev, v.Inode}); !checked[k] {
 				if err := checkMappedFile(v); err != nil {
-					return nil, &UnsupportedError{PID: pid, What: what, Why: err.Error()}
+					return nil, &UnsupportedError{PID: pid, What: what(), Why: err.Error()}
 				}
 				checked[k] = true
 			}
 		default:
-			return nil, &UnsupportedError{PID: pid, What: what, Why: "unknown kind of mapping"}
+			return nil, &UnsupportedError{PID: pid, What: what(), Why: "unknown kind of mapping"}
 		}
 		out = append(out, v)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,35 @@ type Dir struct {
 	fdDir int            // /proc/PID/fd, -1 until first listed
 	held  map[string]int // name under /proc/PID -> descriptor
 	buf   []byte         // every read's, grown to the largest file read
+
+	// The last maps and limits read, raw and parsed: most reads of a
+	// checkpoint find them as they were, and parsing them again cost
+	// about as much as the kernel's writing them (maps of 25 lines: 24 µs
+	// to read, 27 µs to parse; limits 11 and 20 µs).
+	maps   cached[[]Mapping]
+	limits cached[[]Limit]
+}
+
+// cached is the last contents of a file and what parsing them returned.
+type cached[T any] struct {
+	raw    []byte
+	parsed T
+	ok     bool
+}
+
+// parse returns what parse returns for b, from the cache when b is what it
+// was last time.
+func (c *cached[T]) parse(b []byte, parse func([]byte) (T, error)) (T, error) {
+	if c.ok && bytes.Equal(b, c.raw) {
+		return c.parsed, nil
+	}
+	v, err := parse(b)
+	if err != nil {
+		c.ok = false
+		return v, err
+	}
+	c.raw, c.parsed, c.ok = append(c.raw[:0], b...), v, true
+	return v, nil
 }
 
 // OpenDir opens /proc/PID.
@@ -179,10 +209,11 @@ func (d *Dir) Status() (st *Status, err error) {
 	})
 }
 
-// Maps reads maps, as ReadMaps does.
+// Maps reads maps, as ReadMaps does. The caller may modify the result.
 func (d *Dir) Maps() (ms []Mapping, err error) {
 	return ms, d.read("maps", false, func(b []byte) error {
-		ms, err = ParseMaps(bytes.NewReader(b))
+		ms, err = d.maps.parse(b, func(b []byte) ([]Mapping, error) { return ParseMaps(bytes.NewReader(b)) })
+		ms = slices.Clone(ms)
 		return err
 	})
 }
@@ -211,10 +242,12 @@ func (d *Dir) Personality() (v uint32, err error) {
 	})
 }
 
-// Limits reads limits, as ReadLimits does.
+// Limits reads limits, as ReadLimits does. The caller may modify the
+// result.
 func (d *Dir) Limits() (l []Limit, err error) {
 	return l, d.read("limits", true, func(b []byte) error {
-		l, err = ParseLimits(b)
+		l, err = d.limits.parse(b, ParseLimits)
+		l = slices.Clone(l)
 		return err
 	})
 }

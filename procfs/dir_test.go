@@ -120,7 +120,11 @@ func TestDirReadsAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Read everything once, so that the files are held.
+	// Read everything once, so that the files are held (and maps and
+	// limits parsed and kept).
+	if _, err := d.Maps(); err != nil {
+		t.Fatal(err)
+	}
 	st, err := d.Status()
 	if err != nil || st.State != 'S' && st.State != 'R' {
 		t.Fatalf("status %+v, %v; want running or sleeping", st, err)
@@ -224,6 +228,39 @@ func TestDirReadsAfresh(t *testing.T) {
 	auxv, err := d.Auxv()
 	if err != nil || reflect.DeepEqual(auxv, auxv0) {
 		t.Errorf("auxv after exec %v, %v; want the new program's", auxv, err)
+	}
+}
+
+// TestDirKeepsParsesToItself checks that what Maps and Limits return from
+// their kept parse of unchanged contents is the caller's to modify.
+func TestDirKeepsParsesToItself(t *testing.T) {
+	sh, d := shellDir(t)
+	pid := sh.cmd.Process.Pid
+	for range 2 {
+		ms, err := d.Maps()
+		if err != nil || len(ms) == 0 {
+			t.Fatalf("maps %v, %v", ms, err)
+		}
+		for i := range ms {
+			ms[i] = Mapping{Name: "scribbled"}
+		}
+		ls, err := d.Limits()
+		if err != nil || len(ls) == 0 {
+			t.Fatalf("limits %v, %v", ls, err)
+		}
+		for i := range ls {
+			ls[i] = Limit{Resource: -1}
+		}
+	}
+	gotMaps, err := d.Maps()
+	wantMaps, wantErr := ReadMaps(pid)
+	if err != nil || wantErr != nil || !reflect.DeepEqual(gotMaps, wantMaps) {
+		t.Errorf("maps after the caller scribbled over earlier results: %v (%v), want %v (%v)", gotMaps, err, wantMaps, wantErr)
+	}
+	gotLimits, err := d.Limits()
+	wantLimits, wantErr := ReadLimits(pid)
+	if err != nil || wantErr != nil || !reflect.DeepEqual(gotLimits, wantLimits) {
+		t.Errorf("limits after the caller scribbled over earlier results: %v (%v), want %v (%v)", gotLimits, err, wantLimits, wantErr)
 	}
 }
 
