@@ -99,6 +99,20 @@ func tracerHelper(arg string) error {
 		case "die", "die-vdso":
 			fmt.Printf("injected sp=%#x ip=%#x\n", in.SP, in.SyscallIP)
 			time.Sleep(time.Hour) // until killed (a pending timer keeps the deadlock detector quiet)
+		case "die-prepared", "die-unprepared":
+			// An fd the task must not keep, as the arming stop's
+			// userfaultfd, with (or without) its close prepared.
+			fd, err := in.Call("dup(0)", unix.SYS_DUP, 0)
+			if err != nil {
+				return err
+			}
+			if mode == "die-prepared" {
+				if err := in.Prepare(unix.SYS_CLOSE, fd); err != nil {
+					return err
+				}
+			}
+			fmt.Printf("injected fd=%d\n", fd)
+			time.Sleep(time.Hour)
 		}
 		if err := s.endInjection(); err != nil {
 			return err
@@ -304,6 +318,40 @@ func TestLifelineInSyscall(t *testing.T) {
 
 // killHelperMidInjection runs tracerHelper "die" on pid and kills it
 // between its injected calls.
+// TestLifelinePrepared: a call prepared (Injector.Prepare) when the tracer
+// dies is made by the task itself before its lifeline returns it: the fd
+// an injected call opened is closed, as armTracking relies on. Without the
+// prepared close the task keeps it (the test can tell).
+func TestLifelinePrepared(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, mode := range []string{"die-prepared", "die-unprepared"} {
+		t.Run(mode, func(t *testing.T) {
+			tg := testutil.StartTarget(t, "cat")
+			testutil.WaitBlocked(t, tg.PID, unix.SYS_READ, testutil.DefaultTimeout)
+			cmd, line := startHelper(t, mode, tg.PID)
+			fdText, ok := strings.CutPrefix(line, "injected fd=")
+			if !ok {
+				t.Fatalf("tracer helper: %s", line)
+			}
+			link := fmt.Sprintf("/proc/%d/fd/%s", tg.PID, fdText)
+			if _, err := os.Readlink(link); err != nil {
+				t.Fatalf("the injected dup: %v", err)
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+			// Once cat echoes a line it runs its own code again.
+			tg.WriteStdin(t, "still here\n")
+			if got := tg.NextLine(t, testutil.DefaultTimeout); got != "still here" {
+				t.Fatalf("cat wrote %q after its tracer died mid-injection\n%s", got, tg.Log())
+			}
+			_, err := os.Readlink(link)
+			if kept := err == nil; kept != (mode == "die-unprepared") {
+				t.Errorf("fd %s kept by the task after its tracer died: %v (%v)", fdText, kept, err)
+			}
+		})
+	}
+}
+
 func killHelperMidInjection(t *testing.T, pid int) {
 	t.Helper()
 	cmd, line := startHelper(t, "die", pid)

@@ -36,6 +36,17 @@ func armTracking(s *stopped) (*uffdTracker, error) {
 		}
 		return nil, err
 	}
+	// The target's copy must go whatever happens: the task is pointed at
+	// close(tfd) before crbpf does anything else, so that were crbpf to
+	// die from here on, the task, left alone, closes it itself before its
+	// lifeline returns it to where it was (TestLifelinePrepared). A SIGKILL
+	// of crbpf between the two injected calls used to leave the target
+	// holding the userfaultfd (TestPrecopyKilledMidRound/traced, once in
+	// six CI runs). Left open: the two ptrace calls between the first
+	// call's return and this one.
+	if err := inj.Prepare(unix.SYS_CLOSE, tfd); err != nil {
+		return nil, fmt.Errorf("close target's userfaultfd: %w", err)
+	}
 	pidfd, err := unix.PidfdOpen(s.pid, 0)
 	fd := -1
 	if err != nil {
@@ -48,9 +59,7 @@ func armTracking(s *stopped) (*uffdTracker, error) {
 			err = fmt.Errorf("pidfd_getfd of pid %d fd %d: %w", s.pid, tfd, os.NewSyscallError("pidfd_getfd", err))
 		}
 	}
-	// At once: were crbpf to die before this call, the target would keep
-	// the descriptor.
-	if _, cerr := inj.Call("close target's userfaultfd", unix.SYS_CLOSE, tfd); cerr != nil {
+	if _, cerr := inj.RunCall("close target's userfaultfd", unix.SYS_CLOSE); cerr != nil {
 		if fd >= 0 {
 			unix.Close(fd)
 		}

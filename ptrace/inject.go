@@ -39,8 +39,23 @@ type Injector struct {
 //
 // Precondition: called on the tracer thread, with the task stopped.
 func (in *Injector) Syscall(nr uint64, args ...uint64) (int64, error) {
+	if err := in.Prepare(nr, args...); err != nil {
+		return 0, err
+	}
+	return in.Run(nr)
+}
+
+// Prepare points the stopped task at the system call nr(args) without
+// making it: Syscall's first half. With a Lifeline, a task whose tracer
+// dies from here on makes that call itself and then returns through the
+// Lifeline; Run makes it under the tracer. A call that must follow
+// another whatever happens (closing what the first one opened) is
+// prepared as soon as the first returns, before anything else.
+//
+// Precondition: called on the tracer thread, with the task stopped.
+func (in *Injector) Prepare(nr uint64, args ...uint64) error {
 	if len(args) > 6 {
-		return 0, fmt.Errorf("inject syscall %d: %d arguments", nr, len(args))
+		return fmt.Errorf("inject syscall %d: %d arguments", nr, len(args))
 	}
 	var a [6]uint64
 	copy(a[:], args)
@@ -53,17 +68,26 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (int64, error) {
 	r.Orig_rax = ^uint64(0)
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 	if err := in.Task.SetRegs(r); err != nil {
-		return 0, err
+		return err
 	}
 	if !in.blocked {
 		// Only now, with the registers pointing at the call: a task
 		// whose tracer dies from here on returns through its Lifeline,
 		// which restores the mask too.
 		if err := in.Task.SetSigMask(^uint64(0)); err != nil {
-			return 0, err
+			return err
 		}
 		in.blocked = true
 	}
+	return nil
+}
+
+// Run makes the call Prepare pointed the task at (nr names it in errors)
+// and returns its raw return value: Syscall's second half.
+//
+// Precondition: called on the tracer thread, with the task stopped at the
+// prepared call.
+func (in *Injector) Run(nr uint64) (int64, error) {
 	for phase := 0; phase < 2; {
 		if err := in.Task.Syscall(0); err != nil {
 			return 0, err
@@ -99,6 +123,19 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (int64, error) {
 // Precondition: called on the tracer thread, with the task stopped.
 func (in *Injector) Call(name string, nr uint64, args ...uint64) (uint64, error) {
 	ret, err := in.Syscall(nr, args...)
+	return in.result(name, ret, err)
+}
+
+// RunCall is Run with Call's errors.
+//
+// Precondition: called on the tracer thread, with the task stopped at the
+// prepared call.
+func (in *Injector) RunCall(name string, nr uint64) (uint64, error) {
+	ret, err := in.Run(nr)
+	return in.result(name, ret, err)
+}
+
+func (in *Injector) result(name string, ret int64, err error) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
