@@ -316,8 +316,6 @@ func TestLifelineInSyscall(t *testing.T) {
 	})
 }
 
-// killHelperMidInjection runs tracerHelper "die" on pid and kills it
-// between its injected calls.
 // TestLifelinePrepared: a call prepared (Injector.Prepare) when the tracer
 // dies is made by the task itself before its lifeline returns it: the fd
 // an injected call opened is closed, as armTracking relies on. Without the
@@ -352,6 +350,8 @@ func TestLifelinePrepared(t *testing.T) {
 	}
 }
 
+// killHelperMidInjection runs tracerHelper "die" on pid and kills it
+// between its injected calls.
 func killHelperMidInjection(t *testing.T, pid int) {
 	t.Helper()
 	cmd, line := startHelper(t, "die", pid)
