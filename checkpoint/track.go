@@ -59,7 +59,7 @@ func armTracking(s *stopped) (*uffdTracker, error) {
 			err = fmt.Errorf("pidfd_getfd of pid %d fd %d: %w", s.pid, tfd, os.NewSyscallError("pidfd_getfd", err))
 		}
 	}
-	if _, cerr := inj.RunCall("close target's userfaultfd", unix.SYS_CLOSE); cerr != nil {
+	if _, cerr := inj.RunCall("close target's userfaultfd"); cerr != nil {
 		if fd >= 0 {
 			unix.Close(fd)
 		}

@@ -32,6 +32,7 @@ type Injector struct {
 
 	Suppressed []unix.Signal
 	blocked    bool
+	prepared   uint64 // the call Prepare pointed the task at, for Run
 }
 
 // Syscall injects one system call and returns its raw return value
@@ -42,7 +43,7 @@ func (in *Injector) Syscall(nr uint64, args ...uint64) (int64, error) {
 	if err := in.Prepare(nr, args...); err != nil {
 		return 0, err
 	}
-	return in.Run(nr)
+	return in.Run()
 }
 
 // Prepare points the stopped task at the system call nr(args) without
@@ -70,6 +71,7 @@ func (in *Injector) Prepare(nr uint64, args ...uint64) error {
 	if err := in.Task.SetRegs(r); err != nil {
 		return err
 	}
+	in.prepared = nr
 	if !in.blocked {
 		// Only now, with the registers pointing at the call: a task
 		// whose tracer dies from here on returns through its Lifeline,
@@ -82,12 +84,13 @@ func (in *Injector) Prepare(nr uint64, args ...uint64) error {
 	return nil
 }
 
-// Run makes the call Prepare pointed the task at (nr names it in errors)
-// and returns its raw return value: Syscall's second half.
+// Run makes the call Prepare pointed the task at and returns its raw
+// return value: Syscall's second half.
 //
 // Precondition: called on the tracer thread, with the task stopped at the
 // prepared call.
-func (in *Injector) Run(nr uint64) (int64, error) {
+func (in *Injector) Run() (int64, error) {
+	nr := in.prepared
 	for phase := 0; phase < 2; {
 		if err := in.Task.Syscall(0); err != nil {
 			return 0, err
@@ -130,8 +133,8 @@ func (in *Injector) Call(name string, nr uint64, args ...uint64) (uint64, error)
 //
 // Precondition: called on the tracer thread, with the task stopped at the
 // prepared call.
-func (in *Injector) RunCall(name string, nr uint64) (uint64, error) {
-	ret, err := in.Run(nr)
+func (in *Injector) RunCall(name string) (uint64, error) {
+	ret, err := in.Run()
 	return in.result(name, ret, err)
 }
 
