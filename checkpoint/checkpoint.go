@@ -582,7 +582,7 @@ func (c *ckpt) precopy(ctx context.Context, cp *precopy.Copier, res *Result) err
 			return err
 		}
 		faults0 := c.writeFaults()
-		st, err := cp.Sync(vmas)
+		st, err := cp.Sync(ctx, vmas)
 		if err != nil {
 			return gone(pid, err)
 		}

@@ -157,7 +157,7 @@ func (d *Daemon) serveConn(ctx context.Context, conn *net.UnixConn) {
 		}
 		if ctx.Err() != nil {
 			closeFDs(fds)
-			c.fail(api.CodeShutdown, errors.New("the daemon is shutting down"))
+			c.fail(api.CodeShutdown, errShutdown)
 			return
 		}
 		d.log.Debug("request", "op", req.Op, "uid", cred.Uid, "pid", cred.Pid)

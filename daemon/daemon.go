@@ -155,8 +155,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.log.Info("serving", "socket", d.cfg.Socket, "images", imgDir, "telemetry", d.telemetryState)
 
-	opCtx, cancelOps := context.WithCancel(context.Background())
-	defer cancelOps()
+	opCtx, cancelOps := context.WithCancelCause(context.Background())
+	defer cancelOps(errShutdown)
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
@@ -181,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.log.Info("shutting down")
 	ln.Close()
 	<-acceptDone
-	cancelOps()
+	cancelOps(errShutdown)
 	d.conns.Range(func(k, _ any) bool {
 		// Unblock reads of idle connections; requests in flight see the
 		// cancellation and answer before their connection goes.
@@ -202,6 +202,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	return nil
 }
+
+// errShutdown is why the requests in flight are cancelled when the daemon
+// stops.
+var errShutdown = errors.New("the daemon is shutting down")
 
 // listen binds the socket, replacing a stale one (no daemon answers on it)
 // and refusing to take over a live one. The socket is open to every user:

@@ -219,6 +219,10 @@ func (d *Daemon) once(ctx context.Context, c *client, req *api.Request, pid int,
 		d.metrics.CRIDIssued(issued)
 	}
 	d.metrics.ObserveCheckpoint(CheckpointMetrics(res, err, time.Since(start)))
+	if err != nil && errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), errShutdown) {
+		// A checkpoint cut short rolls its target back.
+		err = fmt.Errorf("the daemon is shutting down: checkpoint of pid %d abandoned, the process runs on as before (%w)", pid, err)
+	}
 	if err != nil {
 		return nil, codeOf(err), err
 	}

@@ -1,6 +1,7 @@
 package precopy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -130,6 +131,7 @@ type Copier struct {
 	staged    []stagedChunk
 	stageUsed uint64
 	stats     *Stats
+	ctx       context.Context // of the running Sync; nil in SyncFrozen
 }
 
 // NewCopier prepares copying pid's memory into w, through bufs (two
@@ -204,7 +206,14 @@ func trackable(kind string) bool {
 // is copied again. A part that cannot be read because the target unmapped,
 // shrank or protected it since vmas were read is left to the next Sync,
 // which copies it whole if it is still mapped.
-func (c *Copier) Sync(vmas []image.VMA) (Stats, error) {
+//
+// A cancelled ctx ends Sync within one copy chunk (ChunkSize or the
+// buffer size) with ctx's error, and the Copier is then only fit for
+// Close: round 0 of a large target takes seconds, and an interrupted
+// checkpoint should not make its user wait for it.
+func (c *Copier) Sync(ctx context.Context, vmas []image.VMA) (Stats, error) {
+	c.ctx = ctx
+	defer func() { c.ctx = nil }()
 	return c.sync(vmas)
 }
 
@@ -480,6 +489,11 @@ func (c *Copier) copyRange(v *image.VMA, r Range) error {
 		flags = 0
 	}
 	for addr := r.Start; addr < r.End; {
+		if c.ctx != nil {
+			if err := c.ctx.Err(); err != nil {
+				return err
+			}
+		}
 		n := min(r.End-addr, uint64(len(c.bufs[c.cur])))
 		buf := c.bufs[c.cur][:n]
 		staging := c.frozen && c.tracker != nil

@@ -1,6 +1,7 @@
 package precopy
 
 import (
+	"context"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -72,7 +73,7 @@ func TestUnreadableWhileRunning(t *testing.T) {
 	}
 
 	c := newSelfCopier(t, nil)
-	st, err := c.Sync([]image.VMA{all}) // the mappings as they were
+	st, err := c.Sync(context.Background(), []image.VMA{all}) // the mappings as they were
 	if err != nil {
 		t.Fatalf("running Sync failed on a part made unreadable: %v", err)
 	}

@@ -1,6 +1,7 @@
 package precopy
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,7 +45,7 @@ func TestFixFilePagesAdjacent(t *testing.T) {
 	vmas := []image.VMA{head, tail}
 
 	c := newSelfCopier(t, nil)
-	if _, err := c.Sync(vmas); err != nil {
+	if _, err := c.Sync(context.Background(), vmas); err != nil {
 		t.Fatal(err)
 	}
 	// Pages 3 and 4 (the two sides of the boundary) and 6 given back.

@@ -1,6 +1,7 @@
 package precopy
 
 import (
+	"context"
 	"hash/crc32"
 	"testing"
 
@@ -62,7 +63,7 @@ func TestFrozenSyncThen(t *testing.T) {
 			fresh := image.VMA{Start: addr2, End: addr2 + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[new]"}
 			tr := &listTracker{}
 			c := newSelfCopier(t, tr)
-			if _, err := c.Sync([]image.VMA{old}); err != nil { // round 0
+			if _, err := c.Sync(context.Background(), []image.VMA{old}); err != nil { // round 0
 				t.Fatal(err)
 			}
 			tr.calls, tr.tracked = nil, nil
@@ -101,7 +102,7 @@ func TestFrozenSyncStages(t *testing.T) {
 	all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
 	tr := &listTracker{}
 	c := newSelfCopier(t, tr)
-	if _, err := c.Sync([]image.VMA{all}); err != nil { // round 0
+	if _, err := c.Sync(context.Background(), []image.VMA{all}); err != nil { // round 0
 		t.Fatal(err)
 	}
 
@@ -167,7 +168,7 @@ func TestSmallBuffers(t *testing.T) {
 	all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
 	tr := &listTracker{}
 	c := newSelfCopierBuffers(t, tr, hugePage)
-	if st, err := c.Sync([]image.VMA{all}); err != nil || st.Pages != n {
+	if st, err := c.Sync(context.Background(), []image.VMA{all}); err != nil || st.Pages != n {
 		t.Fatalf("round 0: %d pages copied, %v; want %d", st.Pages, err, n)
 	}
 	for i := range n {

@@ -1,6 +1,7 @@
 package precopy
 
 import (
+	"context"
 	"errors"
 	"hash/crc32"
 	"testing"
@@ -57,7 +58,7 @@ func TestTrackInChunks(t *testing.T) {
 				t.Fatalf("track step %d with %d-byte buffers, want ChunkSize (%d)", c.trackStep, hugePage, ChunkSize)
 			}
 			c.trackStep = hugePage // chunks of a mapping this test can afford
-			st, err := c.Sync([]image.VMA{all})
+			st, err := c.Sync(context.Background(), []image.VMA{all})
 			if err != nil || st.Pages != n {
 				t.Fatalf("round 0: %d pages copied, %v; want %d", st.Pages, err, n)
 			}
@@ -110,7 +111,7 @@ func TestTrackInChunks(t *testing.T) {
 			}
 			// Round 1: nothing reported written; the untracked rest is
 			// copied whole again.
-			st, err = c.Sync([]image.VMA{all})
+			st, err = c.Sync(context.Background(), []image.VMA{all})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,5 +123,43 @@ func TestTrackInChunks(t *testing.T) {
 				t.Errorf("round 1: %d pages copied, want %d", st.Pages, again)
 			}
 		})
+	}
+}
+
+// cancelTracker cancels a context when asked to track its second range.
+type cancelTracker struct {
+	chunkTracker
+	cancel context.CancelFunc
+}
+
+func (c *cancelTracker) Track(start, end uint64) error {
+	err := c.chunkTracker.Track(start, end)
+	if len(c.tracked) == 2 {
+		c.cancel()
+	}
+	return err
+}
+
+// TestSyncCancelled: a Sync whose context is cancelled stops before the
+// next chunk it would copy and says why, so an interrupted round 0 of a
+// large target does not run to its end.
+func TestSyncCancelled(t *testing.T) {
+	const n = 3 * hugePage / ps
+	m, addr := mapPattern(t, n)
+	all := image.VMA{Start: addr, End: addr + n*ps, Prot: unix.PROT_READ | unix.PROT_WRITE, Kind: image.KindAnon, Name: "[test]"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &cancelTracker{chunkTracker: chunkTracker{m: m, addr: addr}, cancel: cancel}
+	c := newSelfCopierBuffers(t, tr, hugePage)
+	c.trackStep = hugePage
+	st, err := c.Sync(ctx, []image.VMA{all})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sync returned %v, want context.Canceled", err)
+	}
+	if st.Pages != hugePage/ps {
+		t.Errorf("%d pages copied, want the first chunk's %d", st.Pages, hugePage/ps)
+	}
+	if len(tr.tracked) != 2 {
+		t.Errorf("%d ranges tracked, want 2", len(tr.tracked))
 	}
 }
