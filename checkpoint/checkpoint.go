@@ -774,6 +774,29 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	pid := c.opts.PID
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
+	if res.Mode == "precopy" && !c.opts.keepsTracking() && runtime.NumCPU() > 1 {
+		// A thread to split the last scan with, which starts as soon
+		// as the target is stopped (precopy.Copier.BeginFrozen). 1 GiB
+		// written at 16 MiB/s, 8 alternating checkpoints each: held
+		// 1.71 → 1.14 ms (docs/benchmarks.md, "Splitting the last
+		// scan").
+		if h := startScanHelper(sched.CPU()); h != nil {
+			// Woken, the helper's thread must find a free P (Go's
+			// right to run Go code) at once: with one P per CPU, the
+			// tracer holds one and the runtime's other threads,
+			// which may only run on the tracer's CPU, often held the
+			// other, and the helper did not start before the tracer
+			// was done (5 of 8 checkpoints).
+			prev := runtime.GOMAXPROCS(0)
+			runtime.GOMAXPROCS(prev + 2)
+			cp.SetHelper(h)
+			defer func() {
+				cp.SetHelper(nil)
+				h.Close()
+				runtime.GOMAXPROCS(prev)
+			}()
+		}
+	}
 	k, err := c.prepareStops()
 	if err != nil {
 		return err
@@ -793,6 +816,10 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	unboost := func() {}
 	if res.Mode == "precopy" {
 		unboost = sync.OnceFunc(sched.Boost())
+		if !c.opts.keepsTracking() {
+			// The helper scans while this thread reads the rest.
+			cp.BeginFrozen(precopy.TrackingEnds)
+		}
 	}
 	c.steps.boost = s.held()
 	defer func() {
@@ -837,7 +864,7 @@ func (c *ckpt) logFreeze(held time.Duration) {
 	c.log.Debug("freeze step", "step", "state", "since_stop", f.state)
 	c.log.Debug("freeze step", "step", "proc+files", "since_stop", f.proc)
 	c.log.Debug("final copy done", "dirty_pages", f.copy.DirtyPages, "new_pages", f.copy.NewPages, "bytes", f.copy.Bytes,
-		"scan", f.copy.Scan, "duration", f.copy.Duration, "since_stop", f.copied)
+		"scan", f.copy.Scan, "pieces", f.copy.Pieces, "helped", f.copy.Helped, "duration", f.copy.Duration, "since_stop", f.copied)
 }
 
 func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) error {

@@ -14,9 +14,16 @@ import (
 // write-protect (armed in the target's mm) and PAGEMAP_SCAN.
 type uffdTracker struct {
 	wp      *dirty.WP
-	scan    *dirty.Scanner
-	buf     []dirty.Range
+	scanner               // the tracer thread's
+	side    scanner       // the final freeze's helper's (Side)
 	tracked []dirty.Range // registered ranges, for Close
+}
+
+// scanner reports written pages through a pagemap file of its own: one
+// per thread that scans.
+type scanner struct {
+	scan *dirty.Scanner
+	buf  []dirty.Range
 }
 
 // armTracking creates a userfaultfd inside the stopped target (one
@@ -77,7 +84,13 @@ func armTracking(s *stopped) (*uffdTracker, error) {
 		wp.Close()
 		return nil, err
 	}
-	return &uffdTracker{wp: wp, scan: scan}, nil
+	side, err := dirty.OpenScanner(s.pid)
+	if err != nil {
+		scan.Close()
+		wp.Close()
+		return nil, err
+	}
+	return &uffdTracker{wp: wp, scanner: scanner{scan: scan}, side: scanner{scan: side}}, nil
 }
 
 func (t *uffdTracker) Track(start, end uint64) error {
@@ -92,15 +105,18 @@ func (t *uffdTracker) Track(start, end uint64) error {
 	return t.wp.Protect(start, end)
 }
 
-func (t *uffdTracker) Written(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
+// Side is the Scanner of the final freeze's helper thread.
+func (t *uffdTracker) Side() precopy.Scanner { return &t.side }
+
+func (t *scanner) Written(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
 	return t.written(t.scan.ScanWritten, start, end, buf)
 }
 
-func (t *uffdTracker) Peek(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
+func (t *scanner) Peek(start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
 	return t.written(t.scan.PeekWritten, start, end, buf)
 }
 
-func (t *uffdTracker) written(scan func(start, end uint64, buf []dirty.Range) ([]dirty.Range, error),
+func (t *scanner) written(scan func(start, end uint64, buf []dirty.Range) ([]dirty.Range, error),
 	start, end uint64, buf []precopy.Range) ([]precopy.Range, error) {
 	got, err := scan(start, end, t.buf)
 	t.buf = got
@@ -122,7 +138,7 @@ func (t *uffdTracker) Close() error {
 	if t == nil {
 		return nil
 	}
-	return errors.Join(t.scan.Close(), t.wp.Release(t.tracked))
+	return errors.Join(t.scan.Close(), t.side.scan.Close(), t.wp.Release(t.tracked))
 }
 
 // trackedBytes is the size of the ranges Close releases.
@@ -139,5 +155,5 @@ func (t *uffdTracker) Discard() error {
 	if t == nil {
 		return nil
 	}
-	return errors.Join(t.scan.Close(), t.wp.Close())
+	return errors.Join(t.scan.Close(), t.side.scan.Close(), t.wp.Close())
 }

@@ -20,6 +20,11 @@ type Tracker interface {
 	// Track starts tracking [start, end): writes after it returns are
 	// reported by Written.
 	Track(start, end uint64) error
+	Scanner
+}
+
+// Scanner is the reporting half of a Tracker.
+type Scanner interface {
 	// Written returns the written ranges of [start, end), appended to
 	// buf[:0], and re-protects them. A mapping in the range that is not
 	// tracked ends the call with an *UntrackedError; the ranges returned
@@ -84,6 +89,8 @@ type Stats struct {
 	Pages      uint64        // pages stored (non-zero)
 	Bytes      uint64        // bytes stored
 	Deferred   uint64        // pages that could not be read while the target ran, left to the next Sync
+	Pieces     int           // pieces of the split last scan (see SetHelper)
+	Helped     int           // of them, those the helper scanned
 	Scan       time.Duration // time spent asking the Tracker (and reading pagemap)
 	Duration   time.Duration // wall time of the Sync
 }
@@ -132,7 +139,17 @@ type Copier struct {
 	stageUsed uint64
 	stats     *Stats
 	ctx       context.Context // of the running Sync; nil in SyncFrozen
+	// helper scans beside the frozen Sync (SetHelper); split is that
+	// scan (BeginFrozen).
+	helper             Helper
+	split              *split
+	splitMin, pieceMin uint64 // splitMin and pieceMin, lowered by tests
 }
+
+// SetHelper lets the frozen Sync split its scan of the tracked memory
+// with h's thread, when the Tracker is a SideTracker (see prescan). Call
+// it before SyncFrozen.
+func (c *Copier) SetHelper(h Helper) { c.helper = h }
 
 // NewCopier prepares copying pid's memory into w, through bufs (two
 // buffers of one size, a multiple of the page size; see NewBuffers).
@@ -152,7 +169,7 @@ func NewCopier(pid int, w *writer.Writer, bufs [2][]byte, tracker Tracker) (*Cop
 		return nil, fmt.Errorf("open memory of pid %d: %w", pid, err)
 	}
 	return &Copier{pid: pid, w: w, tracker: tracker, pagemap: pm, mem: mem, bufs: bufs,
-		trackStep: max(uint64(len(bufs[0])), ChunkSize)}, nil
+		trackStep: max(uint64(len(bufs[0])), ChunkSize), splitMin: splitMin, pieceMin: pieceMin}, nil
 }
 
 // Known returns the ranges that are tracked and were copied (as of the
@@ -231,7 +248,13 @@ func (c *Copier) sync(vmas []image.VMA) (Stats, error) {
 	t0 := time.Now()
 	var st Stats
 	c.stats = &st
-	defer func() { c.stats = nil }()
+	defer func() { c.stats, c.split = nil, nil }()
+	if c.frozen && c.ending {
+		c.BeginFrozen(TrackingEnds)
+		if c.split != nil {
+			c.finishSplit()
+		}
+	}
 	for i := range vmas {
 		v := &vmas[i]
 		if !copied(v.Kind) {
@@ -327,6 +350,14 @@ func (c *Copier) trackAndCopy(v *image.VMA, r Range) error {
 // scanCopy copies the written ranges of r, handling mappings that appeared
 // there since they were tracked.
 func (c *Copier) scanCopy(v *image.VMA, r Range) error {
+	if c.split != nil {
+		return c.scanSplit(v, r)
+	}
+	return c.scanCopyFrom(v, r)
+}
+
+// scanCopyFrom scans r and copies what was written.
+func (c *Copier) scanCopyFrom(v *image.VMA, r Range) error {
 	for start := r.Start; start < r.End; {
 		t0 := time.Now()
 		written := c.tracker.Written

@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +48,7 @@ func Avoid(pid int) (stop func()) {
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		return func() {}
 	}
+	avoiding.Store(&allowed)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -81,6 +84,7 @@ func Avoid(pid int) (stop func()) {
 		close(done)
 		wg.Wait()
 		setAffinity(&allowed)
+		avoiding.Store(nil)
 	})
 }
 
@@ -171,8 +175,75 @@ func readyThreads() (int, error) {
 	return strconv.Atoi(n)
 }
 
-// setAffinity applies set to every thread of this process (threads
-// started later inherit their creator's).
+// setAffinity applies set to every thread of this process but the pinned
+// ones (threads started later inherit their creator's).
 func setAffinity(set *unix.CPUSet) {
-	eachThread(func(tid int) { unix.SchedSetaffinity(tid, set) })
+	eachThread(func(tid int) {
+		if _, ok := pinned.Load(tid); !ok {
+			unix.SchedSetaffinity(tid, set)
+		}
+	})
+}
+
+var (
+	// avoiding is the affinity the process had before Avoid narrowed
+	// it, while Avoid runs.
+	avoiding atomic.Pointer[unix.CPUSet]
+	// pinned holds the threads (by id) that Elsewhere pinned: Avoid
+	// leaves their affinity alone.
+	pinned sync.Map
+)
+
+// Elsewhere pins the calling OS thread (lock it to its goroutine first)
+// to the CPUs this process may use other than cpu, counting those Avoid
+// keeps it off, and keeps Avoid from moving it, until the returned unpin
+// is called. ok is false, and nothing changes, when no such CPU is left.
+//
+// It is for a helper of the thread running on cpu during the final
+// freeze: the target is stopped, so the CPU Avoid kept crbpf off is the
+// idle one, and a thread woken there runs at once instead of queueing
+// behind the thread on cpu.
+func Elsewhere(cpu int) (unpin func(), ok bool) {
+	var set unix.CPUSet
+	if cpu < 0 {
+		return func() {}, false
+	} else if a := avoiding.Load(); a != nil {
+		set = *a
+	} else if unix.SchedGetaffinity(0, &set) != nil {
+		return func() {}, false
+	}
+	set.Clear(cpu)
+	return pin(set)
+}
+
+// pin keeps the calling OS thread (lock it to its goroutine first) on the
+// CPUs in set, and Avoid from moving it, until the returned unpin puts
+// back the CPUs it had. ok is false, and nothing changes, when set is
+// empty or cannot be applied.
+func pin(set unix.CPUSet) (unpin func(), ok bool) {
+	var prev unix.CPUSet
+	if set.Count() == 0 || unix.SchedGetaffinity(0, &prev) != nil {
+		return func() {}, false
+	}
+	tid := unix.Gettid()
+	pinned.Store(tid, struct{}{})
+	if unix.SchedSetaffinity(0, &set) != nil {
+		pinned.Delete(tid)
+		return func() {}, false
+	}
+	return func() {
+		// Avoid may have moved the other threads since: its tenth look
+		// moves this one too.
+		unix.SchedSetaffinity(0, &prev)
+		pinned.Delete(tid)
+	}, true
+}
+
+// CPU is the CPU the calling thread runs on (it may move at any time).
+func CPU() int {
+	var cpu uint32
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 {
+		return -1
+	}
+	return int(cpu)
 }

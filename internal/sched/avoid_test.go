@@ -3,6 +3,7 @@ package sched
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -180,5 +181,83 @@ func TestLook(t *testing.T) {
 	}
 	if b, others, stopped, err := look(busy.Process.Pid); err != nil || others < 0 || b.Count() == 0 || stopped {
 		t.Errorf("look = %d CPUs held, %d others, stopped %v, %v", b.Count(), others, stopped, err)
+	}
+}
+
+// TestElsewhere: a thread pinned by Elsewhere, while Avoid keeps the
+// others off a busy target's CPU, may use that CPU and every other but
+// the one named, and Avoid leaves it so through its looks; Elsewhere
+// refuses when no CPU would be left.
+func TestElsewhere(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	if allowed.Count() < 2 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs 2 CPUs, the test process may use %d", allowed.Count())
+		}
+		t.Skipf("needs 2 CPUs, the test process may use %d", allowed.Count())
+	}
+	first := firstCPU(allowed)
+	rest := allowed
+	rest.Clear(first)
+	tracer := firstCPU(rest) // a CPU Avoid leaves this process
+
+	busy := start(t, "while :; do :; done")
+	only := cpus(first)
+	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
+		t.Fatal(err)
+	}
+	lookAt = func(pid int) (unix.CPUSet, int, bool, error) {
+		busy, _, stopped, err := look(pid)
+		return busy, 0, stopped, err
+	}
+	t.Cleanup(func() { lookAt = look })
+	stop := Avoid(busy.Process.Pid)
+	t.Cleanup(stop)
+	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
+		for _, s := range affinities() {
+			if s != rest {
+				return false
+			}
+		}
+		return true
+	})
+
+	want := allowed
+	want.Clear(tracer)
+	type result struct {
+		before, after unix.CPUSet
+		ok            bool
+	}
+	done := make(chan result)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		var r result
+		var unpin func()
+		unpin, r.ok = Elsewhere(tracer)
+		defer unpin()
+		unix.SchedGetaffinity(0, &r.before)
+		time.Sleep(15 * AvoidEvery) // Avoid sets every thread's mask again every tenth look
+		unix.SchedGetaffinity(0, &r.after)
+		done <- r
+	}()
+	r := <-done
+	if !r.ok || r.before != want || r.after != want {
+		t.Errorf("pinned elsewhere than CPU %d: ok %v, CPUs %d then %d, want %d", tracer, r.ok, r.before.Count(), r.after.Count(), want.Count())
+	}
+
+	// With a single CPU allowed, there is no elsewhere.
+	go func() {
+		runtime.LockOSThread()
+		stop() // Avoid's mask no longer counts (and it sets every thread's)
+		one := cpus(tracer)
+		unix.SchedSetaffinity(0, &one)
+		_, ok := Elsewhere(tracer)
+		done <- result{ok: ok}
+	}()
+	if r := <-done; r.ok {
+		t.Error("Elsewhere succeeded on a thread with no other CPU")
 	}
 }
