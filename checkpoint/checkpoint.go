@@ -363,28 +363,41 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			tracker = o.Tracking.tracker
 		} else {
 			err = tr.Do(func() error {
-				k, err := c.prepareStops()
-				if err != nil {
+				if _, err := c.prepareStops(); err != nil {
 					return err
 				}
 				defer sched.Unyield()()
-				s, err := stop(o.PID, k)
-				if err != nil {
+				// A running target is stopped twice, for the task state
+				// (about ten injected calls, each two stops of the task)
+				// and then for the arming (two): in one stop it was held
+				// 1.1-1.7 ms, as long as the freeze after the split scan,
+				// and each stop is a gap it lives. A target stopped in a
+				// system call (it was not running) is armed in the same
+				// stop: a second stop would find it in the
+				// restart_syscall that resumed the call, and the
+				// restored copy of one in nanosleep woke with EINTR
+				// (TestBlockingSyscalls).
+				arm := func(s *stopped) (err error) {
+					tracker, err = armTracking(s)
 					return err
 				}
-				unboost := sched.Boost()
-				c.restartOf = interruptedCall(s.regs)
 				if c.telemetry != nil {
-					err = c.snapshotState(s)
+					armed := false
+					err := c.stopFor("task state read", func(s *stopped) error {
+						if err := c.snapshotState(s); err != nil {
+							return err
+						}
+						if int64(s.regs.Orig_rax) >= 0 {
+							armed = true
+							return arm(s)
+						}
+						return nil
+					})
+					if err != nil || armed {
+						return err
+					}
 				}
-				if err == nil {
-					tracker, err = armTracking(s)
-				}
-				unboost()
-				held := s.held()
-				err = errors.Join(err, s.resume())
-				o.Log.Debug("tracking armed", "pid", o.PID, "held", held, "err", err)
-				return err
+				return c.stopFor("tracking armed", arm)
 			})
 		}
 		switch {
@@ -757,6 +770,24 @@ type restartCall struct {
 	nr, ip uint64
 }
 
+// stopFor stops the target, boosted, for do, resumes it and logs how long
+// it was held as what; c.restartOf is the call the stop interrupted.
+// Precondition: called on the tracer thread, after prepareStops.
+func (c *ckpt) stopFor(what string, do func(*stopped) error) error {
+	s, err := stop(c.opts.PID, c.kit)
+	if err != nil {
+		return err
+	}
+	unboost := sched.Boost()
+	c.restartOf = interruptedCall(s.regs)
+	err = do(s)
+	unboost()
+	held := s.held()
+	err = errors.Join(err, s.resume())
+	c.log.Debug(what, "pid", c.opts.PID, "held", held, "err", err)
+	return err
+}
+
 // interruptedCall returns the syscall a stop interrupted with
 // -ERESTART_RESTARTBLOCK (the kernel resumes it via restart_syscall, whose
 // number then replaces it in orig_rax), or zero.
@@ -777,8 +808,8 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	if res.Mode == "precopy" && !c.opts.keepsTracking() && runtime.NumCPU() > 1 {
 		// A thread to split the last scan with, which starts as soon
 		// as the target is stopped (precopy.Copier.BeginFrozen). 1 GiB
-		// written at 16 MiB/s, 8 alternating checkpoints each: held
-		// 1.71 → 1.14 ms (docs/benchmarks.md, "Splitting the last
+		// written at 16 MiB/s, 10 alternating checkpoints each: held
+		// 1.54 → 1.25 ms (docs/benchmarks.md, "Splitting the last
 		// scan").
 		if h := startScanHelper(sched.CPU()); h != nil {
 			// Woken, the helper's thread must find a free P (Go's
