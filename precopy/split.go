@@ -29,15 +29,17 @@ type Helper interface {
 // a Helper and a SideTracker, the frozen Sync cuts the tracked ranges into
 // pieces that the two threads take in turn; the ranges found written are
 // then copied as before, in address order. The helper's thread is woken
-// as the scan starts; if it does not get to run, the caller takes every
-// piece itself, so a late helper costs only the wake-up.
+// as soon as the target is stopped (BeginFrozen); if it does not get to
+// run, the caller takes every piece itself, so a late helper costs only
+// the wake-up.
 const (
 	// splitMin is the least tracked memory worth splitting: below it the
 	// helper's wake-up (about 50-150 µs here) costs more than half the
 	// scan saves.
 	splitMin = 128 << 20
-	// splitPieces is about how many pieces the memory is cut into: the
-	// caller waits at most for the helper's last piece.
+	// splitPieces is about how many pieces the memory is cut into: a
+	// piece the helper has not finished when the caller runs out of
+	// pieces, the caller scans again, so smaller pieces waste less.
 	splitPieces = 16
 	// pieceMin bounds the pieces below: each is a system call.
 	pieceMin = 16 << 20
