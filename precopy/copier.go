@@ -147,8 +147,8 @@ type Copier struct {
 }
 
 // SetHelper lets the frozen Sync split its scan of the tracked memory
-// with h's thread, when the Tracker is a SideTracker (see prescan). Call
-// it before SyncFrozen.
+// with h's thread, when the Tracker is a SideTracker (see BeginFrozen).
+// Call it before SyncFrozen.
 func (c *Copier) SetHelper(h Helper) { c.helper = h }
 
 // NewCopier prepares copying pid's memory into w, through bufs (two
@@ -367,12 +367,8 @@ func (c *Copier) scanCopyFrom(v *image.VMA, r Range) error {
 		got, err := written(start, r.End, c.scan)
 		c.stats.Scan += time.Since(t0)
 		c.scan = got
-		for _, d := range got {
-			c.stats.Scanned++
-			c.stats.DirtyPages += (d.End - d.Start) / image.PageSize
-			if err := c.copyDirty(v, d); err != nil {
-				return err
-			}
+		if err := c.copyReported(v, got, r); err != nil {
+			return err
 		}
 		var ue *UntrackedError
 		switch {
@@ -390,6 +386,23 @@ func (c *Copier) scanCopyFrom(v *image.VMA, r Range) error {
 			start = u.End
 		default:
 			return fmt.Errorf("scan written pages of %#x-%#x: %w", start, r.End, err)
+		}
+	}
+	return nil
+}
+
+// copyReported copies the ranges a scan reported written, cut to within
+// (a scan of a larger range may report beyond it).
+func (c *Copier) copyReported(v *image.VMA, got []Range, within Range) error {
+	for _, d := range got {
+		d = Range{max(d.Start, within.Start), min(d.End, within.End)}
+		if d.Start >= d.End {
+			continue
+		}
+		c.stats.Scanned++
+		c.stats.DirtyPages += (d.End - d.Start) / image.PageSize
+		if err := c.copyDirty(v, d); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -156,15 +156,12 @@ func (c *Copier) finishSplit() {
 	for _, p := range sp.pieces {
 		if p.state.CompareAndSwap(pieceFree, pieceOwn) || p.state.CompareAndSwap(pieceHelper, pieceOwn) {
 			own(p)
+		} else if p.state.Load() == pieceHelped {
+			c.stats.Helped++
 		}
 	}
 	c.stats.Scan += time.Since(sp.t0)
 	c.stats.Pieces = len(sp.pieces)
-	for _, p := range sp.pieces {
-		if p.state.Load() == pieceHelped {
-			c.stats.Helped++
-		}
-	}
 }
 
 // scanSplit copies what the split scan found written in r (a tracked part
@@ -185,23 +182,14 @@ func (c *Copier) scanSplit(v *image.VMA, r Range) error {
 			cur = p.span.Start
 		}
 		sub := Range{cur, min(p.span.End, r.End)}
-		res := p.result()
-		if res.err != nil {
-			if err := c.scanCopyFrom(v, sub); err != nil {
-				return err
-			}
+		var err error
+		if res := p.result(); res.err != nil {
+			err = c.scanCopyFrom(v, sub)
 		} else {
-			for _, d := range res.got {
-				d = Range{max(d.Start, sub.Start), min(d.End, sub.End)}
-				if d.Start >= d.End {
-					continue
-				}
-				c.stats.Scanned++
-				c.stats.DirtyPages += (d.End - d.Start) / image.PageSize
-				if err := c.copyDirty(v, d); err != nil {
-					return err
-				}
-			}
+			err = c.copyReported(v, res.got, sub)
+		}
+		if err != nil {
+			return err
 		}
 		cur = sub.End
 		i++

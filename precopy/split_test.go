@@ -3,7 +3,6 @@ package precopy
 import (
 	"context"
 	"errors"
-	"hash/crc32"
 	"sync"
 	"testing"
 
@@ -149,25 +148,7 @@ func TestSplitScan(t *testing.T) {
 			if err := c.WriteStaged(); err != nil {
 				t.Fatal(err)
 			}
-			seen := 0
-			page := make([]byte, ps)
-			for _, v := range []image.VMA{lo, hi} {
-				for _, r := range runsOf(c, v) {
-					for k := range r.NPages {
-						p := int((r.Addr-addr)/ps) + int(k)
-						for j := range page {
-							page[j] = want[p]
-						}
-						if got, exp := r.CRC[k], crc32.Checksum(page, crc32.MakeTable(crc32.Castagnoli)); got != exp {
-							t.Errorf("page %d: CRC %#x, want %#x (byte %#x)", p, got, exp, want[p])
-						}
-						seen++
-					}
-				}
-			}
-			if seen != n {
-				t.Errorf("%d pages in the image, want %d", seen, n)
-			}
+			checkPages(t, c, addr, want, n, lo, hi)
 		})
 	}
 }

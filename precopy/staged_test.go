@@ -139,18 +139,27 @@ func TestFrozenSyncStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[int]byte{0: 1, 1: 2, 2: 0xa2, 3: 4, 4: 5, 5: 0xa5, 6: 7, 7: 8}
+	checkPages(t, c, addr, want, n, all)
+}
+
+// checkPages checks that the image holds n pages of the mappings vmas,
+// page p (counted from addr) filled with the byte want[p].
+func checkPages(t *testing.T, c *Copier, addr uint64, want map[int]byte, n int, vmas ...image.VMA) {
+	t.Helper()
 	seen := 0
-	for _, r := range runsOf(c, all) {
-		for k := range r.NPages {
-			p := int((r.Addr-addr)/ps) + int(k)
-			page := make([]byte, ps)
-			for j := range page {
-				page[j] = want[p]
+	page := make([]byte, ps)
+	for _, v := range vmas {
+		for _, r := range runsOf(c, v) {
+			for k := range r.NPages {
+				p := int((r.Addr-addr)/ps) + int(k)
+				for j := range page {
+					page[j] = want[p]
+				}
+				if got, exp := r.CRC[k], crc32.Checksum(page, crc32.MakeTable(crc32.Castagnoli)); got != exp {
+					t.Errorf("page %d: CRC %#x, want %#x (byte %#x)", p, got, exp, want[p])
+				}
+				seen++
 			}
-			if got, exp := r.CRC[k], crc32.Checksum(page, crc32.MakeTable(crc32.Castagnoli)); got != exp {
-				t.Errorf("page %d: CRC %#x, want %#x (byte %#x)", p, got, exp, want[p])
-			}
-			seen++
 		}
 	}
 	if seen != n {
