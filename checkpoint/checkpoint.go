@@ -716,6 +716,14 @@ type loadedTelemetry struct {
 // (kept in Tracking for the next one) when pre-copy armed it.
 func (o *Options) keepsTracking() bool { return !o.Kill && o.Tracking != nil }
 
+// after says what becomes of the tracking after the freeze's last Sync.
+func (o *Options) after() precopy.After {
+	if o.keepsTracking() {
+		return precopy.TrackingGoesOn
+	}
+	return precopy.TrackingEnds
+}
+
 // selfConn is the fd of the target's connection to the daemon taking the
 // checkpoint, or -1.
 func (o *Options) selfConn() int {
@@ -805,7 +813,7 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	pid := c.opts.PID
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
-	if res.Mode == "precopy" && !c.opts.keepsTracking() && runtime.NumCPU() > 1 {
+	if res.Mode == "precopy" && c.opts.after() == precopy.TrackingEnds {
 		// A thread to split the last scan with, which starts as soon
 		// as the target is stopped (precopy.Copier.BeginFrozen). 1 GiB
 		// written at 16 MiB/s, 10 alternating checkpoints each: held
@@ -847,10 +855,8 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	unboost := func() {}
 	if res.Mode == "precopy" {
 		unboost = sync.OnceFunc(sched.Boost())
-		if !c.opts.keepsTracking() {
-			// The helper scans while this thread reads the rest.
-			cp.BeginFrozen(precopy.TrackingEnds)
-		}
+		// The helper, if any, scans while this thread reads the rest.
+		cp.BeginFrozen(c.opts.after())
 	}
 	c.steps.boost = s.held()
 	defer func() {
@@ -938,11 +944,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 			return err
 		}
 		c.steps.maps = s.held()
-		then := precopy.TrackingEnds
-		if c.opts.keepsTracking() {
-			then = precopy.TrackingGoesOn
-		}
-		if st, err = cp.SyncFrozen(img.VMAs, then); err != nil {
+		if st, err = cp.SyncFrozen(img.VMAs, c.opts.after()); err != nil {
 			return err
 		}
 		err = cp.FixFilePages(img.VMAs)
