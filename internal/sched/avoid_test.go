@@ -92,8 +92,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestAvoid(t *testing.T) {
-	var allowed unix.CPUSet
+// avoidBusy starts a busy target held on this process's first CPU and
+// Avoid on it (stopped when the test ends, or by the stop returned), and
+// waits until every thread of this process has left that CPU. It returns
+// the CPUs this process may use and those Avoid leaves it. It needs 2
+// CPUs: it fails in CI without them, and skips elsewhere.
+func avoidBusy(t *testing.T) (allowed, rest unix.CPUSet, stop func()) {
+	t.Helper()
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +109,8 @@ func TestAvoid(t *testing.T) {
 		t.Skipf("needs 2 CPUs, the test process may use %d", allowed.Count())
 	}
 	first := firstCPU(allowed)
-	want := allowed
-	want.Clear(first)
+	rest = allowed
+	rest.Clear(first)
 
 	// A busy target held on one CPU: every thread of ours leaves it.
 	busy := start(t, "while :; do :; done")
@@ -120,16 +125,21 @@ func TestAvoid(t *testing.T) {
 		return busy, 0, stopped, err
 	}
 	t.Cleanup(func() { lookAt = look })
-	stop := Avoid(busy.Process.Pid)
+	stop = Avoid(busy.Process.Pid)
 	t.Cleanup(stop)
 	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
 		for _, s := range affinities() {
-			if s != want {
+			if s != rest {
 				return false
 			}
 		}
 		return true
 	})
+	return allowed, rest, stop
+}
+
+func TestAvoid(t *testing.T) {
+	allowed, _, stop := avoidBusy(t)
 	stop()
 	// The watcher's own thread ends with it, maybe a moment after stop.
 	waitFor(t, "every thread to get its CPUs back", func() bool {
@@ -189,41 +199,8 @@ func TestLook(t *testing.T) {
 // the one named, and Avoid leaves it so through its looks; Elsewhere
 // refuses when no CPU would be left.
 func TestElsewhere(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		t.Fatal(err)
-	}
-	if allowed.Count() < 2 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs 2 CPUs, the test process may use %d", allowed.Count())
-		}
-		t.Skipf("needs 2 CPUs, the test process may use %d", allowed.Count())
-	}
-	first := firstCPU(allowed)
-	rest := allowed
-	rest.Clear(first)
+	allowed, rest, stop := avoidBusy(t)
 	tracer := firstCPU(rest) // a CPU Avoid leaves this process
-
-	busy := start(t, "while :; do :; done")
-	only := cpus(first)
-	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
-		t.Fatal(err)
-	}
-	lookAt = func(pid int) (unix.CPUSet, int, bool, error) {
-		busy, _, stopped, err := look(pid)
-		return busy, 0, stopped, err
-	}
-	t.Cleanup(func() { lookAt = look })
-	stop := Avoid(busy.Process.Pid)
-	t.Cleanup(stop)
-	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
-		for _, s := range affinities() {
-			if s != rest {
-				return false
-			}
-		}
-		return true
-	})
 
 	want := allowed
 	want.Clear(tracer)
