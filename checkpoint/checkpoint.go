@@ -202,6 +202,36 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 		o.MaxDowntime = DefaultMaxDowntime
 	}
 	start := time.Now()
+	// Tracking kept by the parent's checkpoint: no arming, and only what
+	// was written since is copied (pre-copy with one round, see below).
+	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
+	// With pre-copy everything up to the final stop runs beside the target
+	// and must not take its CPU: issuing the crid (an fsync), loading the
+	// eBPF programs, reserving the image (the page allocator's work for
+	// every page), the rounds. The stops run at normal priority and boost
+	// the tracer thread once the target is stopped (sched.Unyield,
+	// sched.Boost); a full freeze runs at crbpf's own priority. With
+	// loading and reserving at normal priority a 1 GiB target had gaps of
+	// 14-18 ms before the arming stop in two of three timelines; yielding,
+	// one of five had gaps over 8 ms (11 ms).
+	//
+	// crbpf first leaves the CPUs its target's threads run on while others
+	// are left (sched.Avoid; on 2 vCPUs a busy 1 GiB target's largest gap
+	// from the arming stop to the final stop, 12 alternating checkpoints
+	// each: 8.2 ms without, 2.8 ms with, medians), then yields, and only
+	// then does any work. Yielding on the target's CPU is worse than not
+	// yielding: a thread made idle-class while it runs there was seen to
+	// keep the CPU from the runnable target until the next tick (4 ms).
+	unyield := func() {}
+	if o.Precopy != 0 || reuse {
+		stopAvoiding := sched.Avoid(o.PID)
+		restorePolicy := sched.Yield()
+		unyield = sync.OnceFunc(func() {
+			stopAvoiding()
+			restorePolicy()
+		})
+		defer unyield()
+	}
 	tgt, err := inspect(o.PID)
 	if err != nil {
 		return nil, err
@@ -246,32 +276,6 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 			w.Abort()
 		}
 	}()
-	// Tracking kept by the parent's checkpoint: no arming, and only what
-	// was written since is copied (pre-copy with one round, see below).
-	reuse := o.Parent != nil && o.Tracking.Armed(o.PID, o.Parent.Chain.Tip().Image.Header.CRID)
-	// With pre-copy everything up to the final stop runs beside the target
-	// and must not take its CPU: loading the eBPF programs, reserving the
-	// image (the page allocator's work for every page), the rounds. The
-	// stops run at normal priority and boost the tracer thread once the
-	// target is stopped (sched.Unyield, sched.Boost); a full freeze runs at
-	// crbpf's own priority. With loading and reserving at normal priority
-	// a 1 GiB target had gaps of 14-18 ms before the arming stop in two of
-	// three timelines; yielding, one of five had gaps over 8 ms (11 ms).
-	// Idle-class threads still get slices of the target's CPU: crbpf also
-	// stays off the CPUs its target's threads run on while others are
-	// left (sched.Avoid; on 2 vCPUs a busy 1 GiB target's largest gap
-	// from the arming stop to the final stop, 12 alternating checkpoints
-	// each: 8.2 ms without, 2.8 ms with, medians).
-	unyield := func() {}
-	if o.Precopy != 0 || reuse {
-		restorePolicy := sched.Yield()
-		stopAvoiding := sched.Avoid(o.PID)
-		unyield = sync.OnceFunc(func() {
-			stopAvoiding()
-			restorePolicy()
-		})
-		defer unyield()
-	}
 	// Pre-copy's eBPF telemetry loads (50-80 ms) while the image's space is
 	// reserved (about 0.1 s per GiB on tmpfs).
 	var telemetry chan loadedTelemetry

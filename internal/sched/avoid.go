@@ -49,22 +49,40 @@ func Avoid(pid int) (stop func()) {
 		return func() {}
 	}
 	avoiding.Store(&allowed)
-	done := make(chan struct{})
+	// The first look is the caller's, before it goes on: until the mask
+	// is set, any of crbpf's threads may be woken on the target's CPU.
+	cur := allowed
+	if busy, others, stopped, err := lookAt(pid); err == nil && !stopped {
+		if want := avoidMask(allowed, busy, others); want != cur {
+			setAffinity(&want)
+			cur = want
+		}
+	}
+	done, started := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		// The watcher has an OS thread of its own in the normal class
-		// (it ends with the goroutine): were it idle-class like the rest
-		// (Yield), a target that moved onto crbpf's CPU would leave it
-		// only the slices it means to avoid, and it would see the move
-		// late. It wakes for about 30 µs every AvoidEvery.
+		// (it ends with the goroutine), which Yield leaves alone whether
+		// it comes before Avoid or after: were it idle-class like the
+		// rest, a target that moved onto crbpf's CPU would leave it only
+		// the slices it means to avoid, and it would see the move late.
+		// It wakes for about 30 µs every AvoidEvery.
 		runtime.LockOSThread()
+		tid := unix.Gettid()
+		keepClass.Store(tid, struct{}{})
+		defer keepClass.Delete(tid)
 		Unyield()
-		cur := allowed
+		close(started)
 		tick := time.NewTicker(AvoidEvery)
 		defer tick.Stop()
-		for n := 0; ; n++ {
+		for n := 1; ; n++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
 			if busy, others, stopped, err := lookAt(pid); err == nil && !stopped {
 				// Again every tenth look for threads started while
 				// the mask was being set, which kept their old one.
@@ -73,13 +91,9 @@ func Avoid(pid int) (stop func()) {
 					cur = want
 				}
 			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
 		}
 	}()
+	<-started
 	return sync.OnceFunc(func() {
 		close(done)
 		wg.Wait()
@@ -192,6 +206,9 @@ var (
 	// pinned holds the threads (by id) that Elsewhere pinned: Avoid
 	// leaves their affinity alone.
 	pinned sync.Map
+	// keepClass holds the threads (by id) whose scheduling class Yield
+	// leaves alone: Avoid's watcher.
+	keepClass sync.Map
 )
 
 // Elsewhere pins the calling OS thread (lock it to its goroutine first)

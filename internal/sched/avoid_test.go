@@ -92,12 +92,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// avoidBusy starts a busy target held on this process's first CPU and
-// Avoid on it (stopped when the test ends, or by the stop returned), and
-// waits until every thread of this process has left that CPU. It returns
-// the CPUs this process may use and those Avoid leaves it. It needs 2
-// CPUs: it fails in CI without them, and skips elsewhere.
-func avoidBusy(t *testing.T) (allowed, rest unix.CPUSet, stop func()) {
+// busyTarget starts a busy target held on this process's first CPU, seen
+// running there, and has Avoid count no other process's threads (until
+// the test ends). It returns the target's pid, the CPUs this process may
+// use and those Avoid should leave it. It needs 2 CPUs: it fails in CI
+// without them, and skips elsewhere.
+func busyTarget(t *testing.T) (pid int, allowed, rest unix.CPUSet) {
 	t.Helper()
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		t.Fatal(err)
@@ -112,10 +112,10 @@ func avoidBusy(t *testing.T) (allowed, rest unix.CPUSet, stop func()) {
 	rest = allowed
 	rest.Clear(first)
 
-	// A busy target held on one CPU: every thread of ours leaves it.
 	busy := start(t, "while :; do :; done")
+	pid = busy.Process.Pid
 	only := cpus(first)
-	if err := unix.SchedSetaffinity(busy.Process.Pid, &only); err != nil {
+	if err := unix.SchedSetaffinity(pid, &only); err != nil {
 		t.Fatal(err)
 	}
 	// What other processes run is not this test's to decide (go test
@@ -125,7 +125,20 @@ func avoidBusy(t *testing.T) (allowed, rest unix.CPUSet, stop func()) {
 		return busy, 0, stopped, err
 	}
 	t.Cleanup(func() { lookAt = look })
-	stop = Avoid(busy.Process.Pid)
+	waitFor(t, "the busy target to be seen running on its CPU", func() bool {
+		held, _, _, err := threads(pid)
+		return err == nil && held == only
+	})
+	return pid, allowed, rest
+}
+
+// avoidBusy starts a busy target (busyTarget) and Avoid on it (stopped
+// when the test ends, or by the stop returned), and waits until every
+// thread of this process has left the target's CPU.
+func avoidBusy(t *testing.T) (allowed, rest unix.CPUSet, stop func()) {
+	t.Helper()
+	pid, allowed, rest := busyTarget(t)
+	stop = Avoid(pid)
 	t.Cleanup(stop)
 	waitFor(t, "every thread to leave the busy target's CPU", func() bool {
 		for _, s := range affinities() {
@@ -236,5 +249,58 @@ func TestElsewhere(t *testing.T) {
 	}()
 	if r := <-done; r.ok {
 		t.Error("Elsewhere succeeded on a thread with no other CPU")
+	}
+}
+
+// TestAvoidFirstLook: the mask is set before Avoid returns, so that work
+// done right after it never runs on the target's CPU.
+func TestAvoidFirstLook(t *testing.T) {
+	pid, allowed, rest := busyTarget(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var before, got unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &before); err != nil {
+		t.Fatal(err)
+	}
+	stop := Avoid(pid)
+	defer stop()
+	if err := unix.SchedGetaffinity(0, &got); err != nil {
+		t.Fatal(err)
+	}
+	if before != allowed || got != rest {
+		t.Errorf("this thread's CPUs: %d before Avoid, %d when it returned; want %d then %d", before.Count(), got.Count(), allowed.Count(), rest.Count())
+	}
+}
+
+// TestYieldSparesWatcher: Avoid's watcher stays in the normal class when
+// Yield comes after Avoid, and the other threads do not.
+func TestYieldSparesWatcher(t *testing.T) {
+	_, _, stop := avoidBusy(t)
+	defer stop()
+	restore := Yield()
+	defer restore()
+	var watchers []int
+	keepClass.Range(func(k, _ any) bool {
+		watchers = append(watchers, k.(int))
+		return true
+	})
+	if len(watchers) != 1 {
+		t.Fatalf("%d threads kept in their class, want Avoid's watcher alone", len(watchers))
+	}
+	idle := 0
+	eachThread(func(tid int) {
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			return // exited since the list was read
+		}
+		switch {
+		case tid == watchers[0] && a.Policy != unix.SCHED_NORMAL:
+			t.Errorf("watcher thread %d: policy %d after Yield, want SCHED_NORMAL", tid, a.Policy)
+		case tid != watchers[0] && a.Policy == unix.SCHED_IDLE:
+			idle++
+		}
+	})
+	if idle == 0 {
+		t.Error("Yield left no thread idle-class")
 	}
 }

@@ -31,13 +31,16 @@ func Yield() (restore func()) {
 }
 
 // setAll applies set to the scheduling attributes of every thread of this
-// process and returns a function that puts back each thread's previous
-// ones (threads started since get those of an existing thread, which is
-// what they inherited).
+// process but those in keepClass, and returns a function that puts back
+// each thread's previous ones (threads started since get those of an
+// existing thread, which is what they inherited).
 func setAll(set func(*unix.SchedAttr)) (restore func()) {
 	prev := map[int]*unix.SchedAttr{}
 	var base *unix.SchedAttr
 	eachThread(func(tid int) {
+		if _, ok := keepClass.Load(tid); ok {
+			return
+		}
 		a, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
 			return
@@ -50,6 +53,9 @@ func setAll(set func(*unix.SchedAttr)) (restore func()) {
 	})
 	return func() {
 		eachThread(func(tid int) {
+			if _, ok := keepClass.Load(tid); ok {
+				return
+			}
 			a, ok := prev[tid]
 			if !ok {
 				a = base
