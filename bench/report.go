@@ -439,7 +439,7 @@ func (rp *report) markdown() string {
 	p("ptrace reads (and injected calls when the task state must be read again); *proc+files*, the")
 	p("/proc reads and the fd table; *copy*, the /proc/PID/maps read and the page copy (all pages for a")
 	p("full freeze, the last dirty ones for pre-copy). A full freeze runs the three side by side; after")
-	p("pre-copy they run one after the other on one real-time thread, in the order state, copy,")
+	p("pre-copy they run one after the other on the tracer thread, in the order state, copy,")
 	p("proc+files, and the copy only reads (its pages are written after the resume). *crbpf*")
 	p("(`freeze_seconds`) ends when all three are done, before the registers are put back")
 	p("and the task detached. *freeze gap − crbpf* is the part of the final stop crbpf's clock does not")

@@ -208,9 +208,9 @@ func Run(ctx context.Context, tr *ptrace.Tracer, o Options) (*Result, error) {
 	// With pre-copy everything up to the final stop runs beside the target
 	// and must not take its CPU: issuing the crid (an fsync), loading the
 	// eBPF programs, reserving the image (the page allocator's work for
-	// every page), the rounds. The stops run at normal priority and boost
-	// the tracer thread once the target is stopped (sched.Unyield,
-	// sched.Boost); a full freeze runs at crbpf's own priority. With
+	// every page), the rounds. The stops run on the tracer thread in the
+	// normal class (sched.Unyield), never in a real-time one (see
+	// sched.PauseGC); a full freeze runs at crbpf's own priority. With
 	// loading and reserving at normal priority a 1 GiB target had gaps of
 	// 14-18 ms before the arming stop in two of three timelines; yielding,
 	// one of five had gaps over 8 ms (11 ms).
@@ -782,18 +782,17 @@ type restartCall struct {
 	nr, ip uint64
 }
 
-// stopFor stops the target, boosted, for do, resumes it and logs how long
-// it was held as what; c.restartOf is the call the stop interrupted.
+// stopFor stops the target for do, resumes it and logs how long it was
+// held as what; c.restartOf is the call the stop interrupted.
 // Precondition: called on the tracer thread, after prepareStops.
 func (c *ckpt) stopFor(what string, do func(*stopped) error) error {
+	defer sched.PauseGC()() // see there
 	s, err := stop(c.opts.PID, c.kit)
 	if err != nil {
 		return err
 	}
-	unboost := sched.Boost()
 	c.restartOf = interruptedCall(s.regs)
 	err = do(s)
-	unboost()
 	held := s.held()
 	err = errors.Join(err, s.resume())
 	c.log.Debug(what, "pid", c.opts.PID, "held", held, "err", err)
@@ -817,6 +816,11 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	pid := c.opts.PID
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
+	if res.Mode == "precopy" {
+		// Before the tracer's Boost and the helper's, and until the
+		// helper has ended: see sched.PauseGC.
+		defer sched.PauseGC()()
+	}
 	if res.Mode == "precopy" && c.opts.after() == precopy.TrackingEnds {
 		// A thread to split the last scan with, which starts as soon
 		// as the target is stopped (precopy.Copier.BeginFrozen). 1 GiB
@@ -852,27 +856,19 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 		return err
 	}
 	c.s = s
-	// After pre-copy the freeze is short and all downtime: while the target
-	// is stopped the tracer thread, which does all of it, takes a CPU
-	// first (sched.Boost), and gives it back before the target runs. Not
-	// for a full freeze, which would hold a CPU for the whole copy.
-	unboost := func() {}
 	if res.Mode == "precopy" {
-		unboost = sync.OnceFunc(sched.Boost())
 		// The helper, if any, scans while this thread reads the rest.
 		cp.BeginFrozen(c.opts.after())
 	}
-	c.steps.boost = s.held()
+	c.steps.begin = s.held()
 	defer func() {
 		if err != nil {
-			unboost()
 			err = errors.Join(gone(pid, err), s.resume())
 		}
 	}()
 	if err := c.collect(ctx, cp, res); err != nil {
 		return err
 	}
-	unboost()
 	res.Freeze = s.held()
 	if !c.opts.Kill {
 		err = s.resume()
@@ -886,7 +882,7 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 // steps ended, logged once the target runs again: a log line written
 // inside the freeze cost it 0.3-0.6 ms here.
 type freezeSteps struct {
-	boost, status time.Duration // crbpf's priority raised; status read
+	begin, status time.Duration // the helper woken; status read
 	maps          time.Duration // /proc/PID/maps read
 	state, proc   time.Duration // ptrace reads; /proc reads and fd table
 	copied        time.Duration // maps read, last scan and copy
@@ -899,7 +895,7 @@ type freezeSteps struct {
 func (c *ckpt) logFreeze(held time.Duration) {
 	f := &c.steps
 	c.log.Debug("target stopped", "pid", c.opts.PID, "held", held, "faults", f.faults)
-	c.log.Debug("freeze step", "step", "boost", "since_stop", f.boost)
+	c.log.Debug("freeze step", "step", "begin", "since_stop", f.begin)
 	c.log.Debug("freeze step", "step", "status", "since_stop", f.status)
 	c.log.Debug("freeze step", "step", "maps", "since_stop", f.maps)
 	c.log.Debug("freeze step", "step", "state", "since_stop", f.state)
@@ -969,7 +965,7 @@ func (c *ckpt) collect(ctx context.Context, cp *precopy.Copier, res *Result) err
 		return err
 	}
 	if res.Mode == "precopy" {
-		// After pre-copy all of it takes 1-2 ms, on this (boosted) thread alone:
+		// After pre-copy all of it takes about 1 ms, on this thread alone:
 		// handing parts to other threads cost more in wakeups (0.5-4 ms
 		// here) than running them one after the other.
 		if err := errors.Join(regs(), mem(), proc()); err != nil {

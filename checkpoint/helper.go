@@ -11,11 +11,11 @@ import (
 )
 
 // scanHelper is a thread that waits off the tracer thread's CPU, pinned
-// and at the tracer's priority, to scan beside it in the final freeze
+// and in the tracer's (normal) class, to scan beside it in the final freeze
 // (precopy.Helper). It sleeps in a futex rather than on a channel: waking
 // a goroutine locked to its thread goes through the Go scheduler, whose
-// spare threads may only run on the tracer's CPU, which the boosted
-// tracer does not leave during the freeze; the futex wakes the helper's
+// spare threads (idle-class) may only run on the tracer's CPU, which the
+// tracer (normal class) does not leave during the freeze; the futex wakes the helper's
 // thread directly on the CPU the stopped target left idle (50-150 µs on
 // this VM).
 type scanHelper struct {
@@ -43,7 +43,6 @@ func startScanHelper(cpu int) *scanHelper {
 		sched.Unyield()
 		unpin, ok := sched.Elsewhere(cpu)
 		defer unpin()
-		sched.Boost()
 		ready <- ok
 		if !ok {
 			return

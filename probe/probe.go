@@ -81,7 +81,6 @@ const (
 	NameBPFTracepoint    = "bpf-tracepoint"
 	NameTPPageFault      = "tracepoint-page-fault"
 	NameTPMemorySyscalls = "tracepoint-mm-syscalls"
-	NameRealtimeFreeze   = "realtime-freeze"
 	NameSoftDirty        = "soft-dirty"
 )
 
@@ -114,7 +113,6 @@ var probes = []probe{
 	{NameBPFTracepoint, "eBPF raw tracepoint programs (tp_btf)", needPrecopy, false, probeBPFTracepoint},
 	{NameTPPageFault, "page fault tracepoints (exceptions:page_fault_user/kernel)", needPrecopy, false, probeTPPageFault},
 	{NameTPMemorySyscalls, "syscall tracepoints (raw_syscalls:sys_enter/sys_exit)", needPrecopy, false, probeTPMemorySyscalls},
-	{NameRealtimeFreeze, "real-time priority for the final freeze (SCHED_FIFO; CAP_SYS_NICE)", needPrecopy, false, probeRealtimeFreeze},
 	{NameSoftDirty, "soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY; informational)", nil, false, probeSoftDirty},
 }
 

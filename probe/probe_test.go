@@ -47,7 +47,6 @@ func TestAllOnThisMachine(t *testing.T) {
 		NameTPPageFault,
 		NameTPMemorySyscalls,
 		NameBTF,
-		NameRealtimeFreeze,
 	} {
 		t.Run(name, func(t *testing.T) {
 			r, ok := got[name]

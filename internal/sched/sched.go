@@ -5,8 +5,9 @@
 package sched
 
 import (
-	"fmt"
 	"os"
+	"runtime/debug"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -79,29 +80,34 @@ func eachThread(fn func(tid int)) {
 	}
 }
 
-// Boost puts the calling OS thread (lock it to its goroutine first) in
-// the SCHED_FIFO class at the lowest real-time priority, for a short final
-// freeze: the target is stopped and every microsecond of crbpf's is its
-// downtime. A FIFO thread takes a CPU from any normal thread at once and
-// keeps it until it blocks, so the Go runtime's other threads waking on
-// this 2-vCPU guest no longer push the freeze off its CPU for 0.1-0.5 ms
-// at a time. Without CAP_SYS_NICE, or where real-time time is not granted
-// (a cgroup with no RT budget), nothing changes: a stop inside a yielding
-// checkpoint takes the normal class first (Unyield) for that case. Call
-// the returned restore before the target runs again.
-func Boost() (restore func()) {
-	undo, err := TryBoost()
-	if err != nil {
-		return func() {}
-	}
-	return func() { undo() }
+// PauseGC keeps Go's garbage collector from running until the returned
+// resume is called, first waiting for a cycle in progress to end: for the
+// stops of a pre-copy checkpoint, which no collector work should share
+// the tracer's CPU with. There is a worse reason too. While another
+// thread holds a goroutine's scan bit (the collector scanning its stack,
+// or, since Go 1.26, sysmon or a thread leaving a system call looking at
+// the goroutine's P), the goroutine's return from a system call spins
+// (casgstatus, with sched_yield) until the bit is dropped. A tracer that
+// runs in a higher class than the idle-class holder, on the CPU Avoid
+// confines that holder to, preempts it on waking and then spins on its
+// behalf: at SCHED_FIFO (the stops used it until the twelfth session)
+// that lasted until the kernel's fair server gave the holder its 50 ms
+// of the second, and a stop held its target for 1.0 s (docs/
+// benchmarks.md, "Real-time stops and the Go runtime"). In the normal
+// class the wait ends when the holder's turn comes; pausing the
+// collector removes its share of those waits.
+func PauseGC() (resume func()) {
+	prev := debug.SetGCPercent(-1) // returns once no cycle is running
+	return sync.OnceFunc(func() { debug.SetGCPercent(prev) })
 }
 
 // Unyield puts the calling OS thread (lock it to its goroutine first), if
 // it is in the SCHED_IDLE class, back in the normal class at nice 0, and
 // returns a function that puts it back. For a stop inside a yielding
-// checkpoint: the wait for the target to stop, and the wake-up after it,
-// must not queue behind every other thread on the machine.
+// checkpoint: the wait for the target to stop, the work while it is
+// stopped and the wake-up after it must not queue behind every other
+// thread on the machine. An idle-class thread never preempts a normal one
+// on waking, so crbpf's other threads leave such a thread its CPU.
 func Unyield() (restore func()) {
 	a, err := unix.SchedGetAttr(0, 0)
 	if err != nil || a.Policy != unix.SCHED_IDLE {
@@ -113,19 +119,4 @@ func Unyield() (restore func()) {
 		return func() {}
 	}
 	return func() { unix.SchedSetAttr(0, a, 0) }
-}
-
-// TryBoost is Boost saying why the priority was refused, and whether
-// putting the thread's previous one back failed.
-func TryBoost() (restore func() error, err error) {
-	a, err := unix.SchedGetAttr(0, 0)
-	if err != nil {
-		return nil, fmt.Errorf("sched_getattr: %w", err)
-	}
-	to := *a
-	to.Policy, to.Nice, to.Priority = unix.SCHED_FIFO, 0, 1
-	if err := unix.SchedSetAttr(0, &to, 0); err != nil {
-		return nil, fmt.Errorf("sched_setattr(SCHED_FIFO, 1): %w", err)
-	}
-	return func() error { return unix.SchedSetAttr(0, a, 0) }, nil
 }

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -44,31 +45,45 @@ func TestYield(t *testing.T) {
 	}
 }
 
-func TestBoost(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self := unix.Gettid()
-	before := policies(t)
-	restore := Boost()
-	for tid, a := range policies(t) {
-		boosted := a.Policy == unix.SCHED_FIFO && a.Priority == 1
-		if tid == self && !boosted {
-			t.Errorf("calling thread: policy %d priority %d after Boost, want SCHED_FIFO (%d) 1", a.Policy, a.Priority, unix.SCHED_FIFO)
-		}
-		if tid != self && boosted {
-			t.Errorf("thread %d boosted too: Boost is for the calling thread", tid)
+// TestPauseGC: no collection completes while the collector is paused,
+// however much is allocated, and the previous setting is back after.
+func TestPauseGC(t *testing.T) {
+	cycles := func() uint64 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return uint64(m.NumGC)
+	}
+	prev := debug.SetGCPercent(50)
+	defer debug.SetGCPercent(prev)
+	resume := PauseGC()
+	before := cycles()
+	var sink [][]byte
+	for i := 0; i < 256; i++ { // 256 MiB, many times the heap goal at 50%
+		sink = append(sink, make([]byte, 1<<20))
+		if len(sink) == 8 {
+			sink = sink[:0]
 		}
 	}
-	restore()
-	for tid, b := range policies(t) {
-		if a, ok := before[tid]; ok && (b.Policy != a.Policy || b.Nice != a.Nice || b.Priority != a.Priority) {
-			t.Errorf("thread %d: policy %d nice %d after restore, was %d %d", tid, b.Policy, b.Nice, a.Policy, a.Nice)
+	if n := cycles() - before; n != 0 {
+		t.Errorf("%d collections while paused", n)
+	}
+	resume()
+	resume() // a second call changes nothing
+	if got := debug.SetGCPercent(50); got != 50 {
+		t.Errorf("GOGC %d after resume, want 50 back", got)
+	}
+	for i := 0; i < 256 && cycles() == before; i++ {
+		sink = append(sink, make([]byte, 1<<20))
+		if len(sink) == 8 {
+			sink = sink[:0]
 		}
+	}
+	if cycles() == before {
+		t.Error("no collection after resume, with 256 MiB more allocated")
 	}
 }
 
-// TestUnyield: a yielding thread gets the normal class for a stop (which
-// then runs at normal priority where real-time priority is refused), and
+// TestUnyield: a yielding thread gets the normal class for a stop, and
 // its idle class back after it; a normal thread is left as it is.
 func TestUnyield(t *testing.T) {
 	runtime.LockOSThread()
