@@ -817,8 +817,8 @@ func (c *ckpt) frozen(ctx context.Context, cp *precopy.Copier, res *Result) (err
 	// What the freeze would otherwise fault in, done while the target runs.
 	growStack()
 	if res.Mode == "precopy" {
-		// Before the tracer's Boost and the helper's, and until the
-		// helper has ended: see sched.PauseGC.
+		// From before the stop until the helper has ended (deferred
+		// first, so resumed last): see sched.PauseGC.
 		defer sched.PauseGC()()
 	}
 	if res.Mode == "precopy" && c.opts.after() == precopy.TrackingEnds {

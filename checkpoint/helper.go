@@ -15,9 +15,9 @@ import (
 // (precopy.Helper). It sleeps in a futex rather than on a channel: waking
 // a goroutine locked to its thread goes through the Go scheduler, whose
 // spare threads (idle-class) may only run on the tracer's CPU, which the
-// tracer (normal class) does not leave during the freeze; the futex wakes the helper's
-// thread directly on the CPU the stopped target left idle (50-150 µs on
-// this VM).
+// tracer (normal class) does not leave during the freeze; the futex wakes
+// the helper's thread directly on the CPU the stopped target left idle
+// (50-150 µs on this VM).
 type scanHelper struct {
 	state atomic.Uint32 // helperIdle, helperWork or helperExit
 	fn    atomic.Pointer[func()]

@@ -49,15 +49,20 @@ func Avoid(pid int) (stop func()) {
 		return func() {}
 	}
 	avoiding.Store(&allowed)
-	// The first look is the caller's, before it goes on: until the mask
-	// is set, any of crbpf's threads may be woken on the target's CPU.
+	// apply looks where the target's threads are and sets the mask if it
+	// should change, or, with again, sets a narrowed one once more.
 	cur := allowed
-	if busy, others, stopped, err := lookAt(pid); err == nil && !stopped {
-		if want := avoidMask(allowed, busy, others); want != cur {
-			setAffinity(&want)
-			cur = want
+	apply := func(again bool) {
+		if busy, others, stopped, err := lookAt(pid); err == nil && !stopped {
+			if want := avoidMask(allowed, busy, others); want != cur || (again && want != allowed) {
+				setAffinity(&want)
+				cur = want
+			}
 		}
 	}
+	// The first look is the caller's, before it goes on: until the mask
+	// is set, any of crbpf's threads may be woken on the target's CPU.
+	apply(false)
 	done, started := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
